@@ -1,0 +1,54 @@
+"""Settings read from the environment, in one place, so the page, the CLI and
+the tests agree on names and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DOWNLOAD_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+
+def default_model_dir() -> Path:
+    """A per-user cache directory, following XDG where it is set."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "samdash" / "checkpoints"
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint: Path | None = None
+    model_type: str | None = None
+    model_dir: Path = field(default_factory=default_model_dir)
+    download_base: str = DEFAULT_DOWNLOAD_BASE
+    device: str = "auto"
+    embedding_cache_mb: int = 512
+    max_image_pixels: int = 50_000_000
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            checkpoint=_env_path("SAMDASH_CHECKPOINT"),
+            model_type=os.environ.get("SAMDASH_MODEL_TYPE", "").strip() or None,
+            model_dir=_env_path("SAMDASH_MODEL_DIR") or default_model_dir(),
+            download_base=os.environ.get("SAMDASH_DOWNLOAD_BASE", "").strip() or DEFAULT_DOWNLOAD_BASE,
+            device=os.environ.get("SAMDASH_DEVICE", "").strip() or "auto",
+            embedding_cache_mb=_env_int("SAMDASH_EMBEDDING_CACHE_MB", 512),
+            max_image_pixels=_env_int("SAMDASH_MAX_IMAGE_PIXELS", 50_000_000),
+        )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samdash.engine import EmbeddingCache, SamEngine
+from tests.tiny_sam import build_tiny_sam
+
+
+@pytest.fixture(scope="session")
+def tiny_sam():
+    return build_tiny_sam()
+
+
+@pytest.fixture
+def tiny_engine(tiny_sam) -> SamEngine:
+    return SamEngine(tiny_sam, "tiny", EmbeddingCache(64 << 20))
+
+
+@pytest.fixture(scope="session")
+def scene() -> np.ndarray:
+    """A 480×640 RGB image: a bright disc and a dark square on a noisy background."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(90, 140, size=(480, 640, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:480, :640]
+    image[(yy - 200) ** 2 + (xx - 220) ** 2 < 80**2] = (230, 60, 40)
+    image[300:420, 420:560] = (30, 40, 160)
+    return image
