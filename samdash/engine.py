@@ -146,7 +146,8 @@ class SamEngine:
     """SAM's encoder and decoder behind the :class:`Segmenter` interface.
 
     ``encoder`` may replace the model's own image encoder with a faster
-    backend that computes the same function (see ``samdash.backends``).
+    backend that computes the same function (see ``samdash.backends``);
+    ``cache_id`` tells checkpoints apart in the shared embedding cache.
     """
 
     is_fallback = False
@@ -157,9 +158,11 @@ class SamEngine:
         name: str,
         cache: EmbeddingCache,
         encoder: ImageEncoder | None = None,
+        cache_id: str | None = None,
     ) -> None:
         self.model = model
         self.name = name
+        self.cache_id = cache_id or name
         self.cache = cache
         self.encoder_calls = 0
         self._encoder = encoder or model.image_encoder
@@ -169,7 +172,7 @@ class SamEngine:
         self._encode_lock = threading.Lock()
 
     def embed(self, image: np.ndarray, content_hash: str) -> Embedding:
-        key = (self.name, content_hash)
+        key = (self.cache_id, content_hash)
         return self.cache.get_or_compute(key, lambda: self._encode(image, key))
 
     @torch.inference_mode()

@@ -136,7 +136,9 @@ def _decode(fp: IO[bytes], name: str, max_pixels: int) -> LoadedImage:
         raise ImageError(_bomb_message(name, str(exc), max_pixels)) from exc
     except MemoryError as exc:
         raise ImageError(f"{name} is too large to decode in the memory available.") from exc
-    except Exception as exc:  # decoders raise many types (OSError, SyntaxError, ValueError, zlib.error…) on bad data
+    except Exception as exc:
+        # Decoders signal bad data with many types: OSError, SyntaxError,
+        # ValueError, EOFError, struct.error, zlib.error…
         reason = str(exc) or type(exc).__name__
         raise ImageError(f"{name} is damaged or incomplete and cannot be decoded ({reason}).") from exc
     return LoadedImage.from_array(rgb, name)

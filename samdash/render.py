@@ -1,0 +1,99 @@
+"""Outlines and fills of masks on an image.
+
+Contours are traced on the full-resolution mask (so the outline follows the
+object, not a blurred copy of it) and drawn on whatever copy is shown: a
+display-sized one in the page, the original in exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Color = tuple[int, int, int]
+
+# Distinct, colour-blind-friendly hues (Okabe–Ito, then Tableau), cycled per object.
+PALETTE: tuple[Color, ...] = (
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 158, 115),
+    (240, 228, 66),
+    (0, 114, 178),
+    (213, 94, 0),
+    (204, 121, 167),
+    (255, 255, 255),
+    (148, 103, 189),
+    (140, 86, 75),
+)
+
+
+def palette_color(index: int) -> Color:
+    return PALETTE[index % len(PALETTE)]
+
+
+def hex_to_rgb(value: str) -> Color:
+    value = value.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def rgb_to_hex(color: Color) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One mask to draw: full-resolution boolean mask and its colour."""
+
+    mask: np.ndarray
+    color: Color
+
+
+def contours_of(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer boundaries and hole boundaries of a boolean mask, as (n, 2) int arrays in mask pixels."""
+    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1, 2) for c in found]
+
+
+def scaled_contours(mask: np.ndarray, scale: float) -> list[np.ndarray]:
+    """Contours of the full mask mapped onto a copy scaled by ``scale`` (pixel centres kept aligned)."""
+    return [np.round((c + 0.5) * scale - 0.5).astype(np.int32) for c in contours_of(mask)]
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A boolean mask at ``size`` = (width, height), area-averaged so thin parts survive down-scaling."""
+    if (mask.shape[1], mask.shape[0]) == size:
+        return mask
+    return cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+
+
+def draw_layers(
+    image: np.ndarray,
+    layers: Sequence[Layer],
+    *,
+    scale: float = 1.0,
+    thickness: int = 2,
+    fill_opacity: float = 0.0,
+) -> np.ndarray:
+    """A copy of ``image`` (already scaled by ``scale`` from the masks' resolution) with each layer outlined.
+
+    ``fill_opacity`` > 0 also tints each object's area with its colour.
+    """
+    canvas = np.array(image, dtype=np.uint8, copy=True)
+    height, width = canvas.shape[:2]
+    if fill_opacity > 0:
+        for layer in layers:
+            area = resize_mask(layer.mask, (width, height))
+            tint = np.asarray(layer.color, np.float32)
+            canvas[area] = (canvas[area] * (1 - fill_opacity) + tint * fill_opacity).astype(np.uint8)
+    for layer in layers:
+        lines = scaled_contours(layer.mask, scale)
+        cv2.polylines(canvas, lines, isClosed=True, color=layer.color, thickness=thickness, lineType=cv2.LINE_AA)
+    return canvas
+
+
+def preview(image: np.ndarray, mask: np.ndarray, color: Color, opacity: float = 0.55) -> np.ndarray:
+    """A small thumbnail: the image with one mask tinted, for choosing between candidates."""
+    return draw_layers(image, [Layer(mask, color)], scale=image.shape[1] / mask.shape[1], thickness=1, fill_opacity=opacity)

@@ -1,0 +1,57 @@
+"""The segmented objects of one image: what the page lists, draws and exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from samdash.engine import Candidates
+from samdash.prompts import Prompt
+from samdash.render import Color, Layer
+
+
+@dataclass(eq=False)
+class Segment:
+    """One object: the prompt that made it, SAM's candidates, and which one the user picked."""
+
+    id: int
+    name: str
+    color: Color
+    prompt: Prompt
+    candidates: Candidates
+    pick: int
+    visible: bool = True
+    # The canvas objects (Fabric JSON) that drew this object, so a deletion can remove them from the drawing too.
+    drawing: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.candidates.mask(self.pick)
+
+    @property
+    def score(self) -> float:
+        return float(self.candidates.scores[self.pick])
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    @property
+    def layer(self) -> Layer:
+        return Layer(self.mask, self.color)
+
+    def refine_with(self, prompt: Prompt, candidates: Candidates) -> None:
+        self.prompt = prompt
+        self.candidates = candidates
+        self.pick = candidates.best
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) with exclusive ends, or None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1

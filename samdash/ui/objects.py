@@ -1,0 +1,63 @@
+"""Candidate masks of the active object, and the list of all objects."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from samdash.imaging import LoadedImage
+from samdash.render import hex_to_rgb, preview, resize_mask, rgb_to_hex
+from samdash.ui.display import fit_size, resized
+from samdash.ui.state import Workspace
+
+THUMB_WIDTH = 240
+
+
+def _score_label(score: float) -> str:
+    return "score n/a" if math.isnan(score) else f"IoU {score:.2f}"
+
+
+def candidate_picker(workspace: Workspace, image: LoadedImage) -> None:
+    segment = workspace.active
+    if segment is None:
+        st.info("Draw a **box** or a **freehand region** around an object to segment it.", icon=":material/draw:")
+        return
+    st.markdown(f"**Candidates for {segment.name}** — SAM proposes several masks; pick the one that fits.")
+    base = resized(image, fit_size(image, THUMB_WIDTH))
+    size = (base.shape[1], base.shape[0])
+    columns = st.columns(len(segment.candidates))
+    for index, column in enumerate(columns):
+        with column:
+            thumb = preview(base, resize_mask(segment.candidates.mask(index), size), segment.color)
+            chosen = index == segment.pick
+            st.image(thumb, width="stretch")
+            label = f"{'✓ ' if chosen else ''}#{index + 1} · {_score_label(float(segment.candidates.scores[index]))}"
+            if st.button(label, key=f"pick-{workspace.image_hash[:8]}-{segment.id}-{index}", type="primary" if chosen else "secondary", width="stretch"):
+                segment.pick = index
+                st.rerun(scope="fragment")
+
+
+def object_list(workspace: Workspace) -> None:
+    if not workspace.segments:
+        return
+    head, clear = st.columns([4, 1], vertical_alignment="bottom")
+    head.markdown(f"**Objects ({len(workspace.segments)})**")
+    if clear.button("Clear all", icon=":material/delete_sweep:", width="stretch", key=f"clear-{workspace.image_hash[:8]}"):
+        workspace.clear()
+        st.rerun(scope="fragment")
+    for segment in list(workspace.segments):
+        key = f"{workspace.image_hash[:8]}-{segment.id}"
+        active = segment.id == workspace.active_id
+        swatch, name, facts, visible, select, delete = st.columns([0.6, 3, 2.4, 1.2, 1.2, 0.8], vertical_alignment="center")
+        color = swatch.color_picker("Colour", rgb_to_hex(segment.color), key=f"color-{key}", label_visibility="collapsed")
+        segment.color = hex_to_rgb(color)
+        segment.name = name.text_input("Name", segment.name, key=f"name-{key}", label_visibility="collapsed") or segment.name
+        facts.markdown(f"{segment.area:,} px · {_score_label(segment.score)}")
+        segment.visible = visible.checkbox("Visible", segment.visible, key=f"visible-{key}")
+        if select.button("Active" if active else "Select", key=f"select-{key}", disabled=active, width="stretch"):
+            workspace.active_id = segment.id
+            st.rerun(scope="fragment")
+        if delete.button("", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch"):
+            workspace.remove(segment.id)
+            st.rerun(scope="fragment")

@@ -1,0 +1,118 @@
+"""The sidebar: which model, on which device, its checkpoint, and how results are drawn."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import streamlit as st
+
+from samdash.config import Settings
+from samdash.engine import Segmenter
+from samdash.errors import SamdashError
+from samdash.models import CATALOGUE, DEFAULT_MODEL, checkpoint_state, download_checkpoint, locate_checkpoint
+from samdash.render import Color, hex_to_rgb
+from samdash.ui.feedback import explain
+from samdash.ui.resources import fallback_segmenter, sam_segmenter
+
+CUSTOM = "custom"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    thickness: int = 2
+    fill_opacity: float = 0.0
+    only_active: bool = False
+    single_color: Color | None = None
+
+
+@dataclass(frozen=True)
+class ModelState:
+    segmenter: Segmenter
+    # Why SAM is not in use, when the fallback is.
+    fallback_reason: str | None = None
+
+
+def _model_label(key: str) -> str:
+    if key == CUSTOM:
+        return "Custom checkpoint (path)…"
+    spec = CATALOGUE[key]
+    return f"{spec.description} · {spec.size_bytes / 1e6:,.0f} MB"
+
+
+def _download(model_type: str, settings: Settings) -> None:
+    spec = CATALOGUE[model_type]
+    bar = st.progress(0.0, text=f"Starting download of {spec.filename}…")
+    start = time.monotonic()
+
+    def progress(done: int, total: int | None) -> None:
+        total = total or spec.size_bytes
+        rate = done / max(time.monotonic() - start, 1e-3) / 1e6
+        bar.progress(min(done / total, 1.0), text=f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB · {rate:.1f} MB/s")
+
+    try:
+        download_checkpoint(model_type, settings, progress=progress)
+    except SamdashError as exc:
+        bar.empty()
+        st.error(explain(exc, "downloading the checkpoint"), icon="⚠️")
+        return
+    bar.empty()
+    st.rerun()
+
+
+def model_panel(settings: Settings) -> ModelState:
+    st.header("Model")
+    keys = [*CATALOGUE, CUSTOM]
+    preferred = CUSTOM if settings.checkpoint else (settings.model_type or DEFAULT_MODEL)
+    choice = st.selectbox(
+        "Segment Anything model",
+        keys,
+        index=keys.index(preferred) if preferred in keys else 0,
+        format_func=_model_label,
+        key="model_choice",
+    )
+    device = st.selectbox("Device", DEVICES, index=DEVICES.index(settings.device) if settings.device in DEVICES else 0)
+    settings = replace(settings, device=device)
+    if choice == CUSTOM:
+        path = st.text_input("Checkpoint file", value=str(settings.checkpoint or ""), placeholder="/path/to/sam_finetuned.pth")
+        types = ["detect from the file", *CATALOGUE]
+        picked = st.selectbox("Architecture", types, index=types.index(settings.model_type) if settings.model_type in types else 0)
+        model_type = None if picked == types[0] else picked
+        if not path.strip():
+            return ModelState(fallback_segmenter(settings.embedding_cache_mb), "no custom checkpoint path is set")
+        settings = replace(settings, checkpoint=Path(path.strip()).expanduser(), model_type=model_type)
+    else:
+        model_type = choice
+        settings = replace(settings, checkpoint=None)
+    try:
+        checkpoint = locate_checkpoint(model_type or DEFAULT_MODEL, settings)
+    except SamdashError as exc:
+        st.error(explain(exc, "looking for the checkpoint"), icon="⚠️")
+        return ModelState(fallback_segmenter(settings.embedding_cache_mb), str(exc))
+    if checkpoint is None:
+        state = checkpoint_state(model_type, settings)
+        spec = CATALOGUE[model_type]
+        st.markdown(f"Checkpoint **{'partly downloaded' if state == 'partial' else 'missing'}**: `{spec.filename}`")
+        st.caption(f"Looked in `{settings.model_dir}`")
+        label = "Resume download" if state == "partial" else f"Download ({spec.size_bytes / 1e6:,.0f} MB)"
+        if st.button(label, type="primary", icon=":material/download:"):
+            _download(model_type, settings)
+        return ModelState(fallback_segmenter(settings.embedding_cache_mb), f"the {spec.filename} checkpoint is not downloaded")
+    st.markdown(f"Checkpoint **present**: `{checkpoint.name}`")
+    try:
+        return ModelState(sam_segmenter(model_type, checkpoint, settings))
+    except Exception as exc:  # noqa: BLE001 - any load failure falls back with a message
+        st.error(explain(exc, f"loading {checkpoint.name}"), icon="⚠️")
+        return ModelState(fallback_segmenter(settings.embedding_cache_mb), f"{checkpoint.name} could not be loaded")
+
+
+def display_panel() -> DisplayOptions:
+    st.header("Display")
+    thickness = st.slider("Outline thickness", 1, 8, 2)
+    fill = st.slider("Fill opacity", 0.0, 1.0, 0.0, 0.05, help="Tint each object's area as well as outlining it.")
+    only_active = st.toggle("Show only the active object")
+    per_object = st.toggle("Each object in its own colour", value=True)
+    single = None if per_object else hex_to_rgb(st.color_picker("Outline colour", "#ff2d55"))
+    return DisplayOptions(thickness, fill, only_active, single)

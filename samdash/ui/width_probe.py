@@ -1,0 +1,36 @@
+"""Reports the width of the column it sits in, so the canvas can fill it.
+
+The canvas takes a fixed size in pixels, and Streamlit does not tell the
+script how wide a column is; this small component measures it in the browser.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+_JS = """
+export default function(component) {
+    const { setStateValue, parentElement } = component;
+    let last = 0;
+    const report = () => {
+        const width = Math.floor(parentElement.getBoundingClientRect().width);
+        if (width > 0 && Math.abs(width - last) >= 24) {
+            last = width;
+            setStateValue('width', width);
+        }
+    };
+    const observer = new ResizeObserver(report);
+    observer.observe(parentElement);
+    report();
+    return () => observer.disconnect();
+}
+"""
+
+_probe = st.components.v2.component("samdash.width_probe", html="<div></div>", js=_JS)
+
+
+def column_width(key: str, default: int) -> int:
+    """Width in CSS pixels of the enclosing container (``default`` until the browser has answered)."""
+    result = _probe(key=key, default={"width": None}, on_width_change=lambda: None, width="stretch", height=1)
+    width = result.get("width") if result else None
+    return int(width) if width else default

@@ -1,0 +1,161 @@
+"""The working area: canvas on the left, outlined result on the right, candidates and objects below.
+
+It is one ``st.fragment``, so a drawing reruns this area, not the page.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
+from samdash.engine import Embedding, Segmenter
+from samdash.errors import PromptError
+from samdash.imaging import LoadedImage
+from samdash.prompts import EXCLUDE
+from samdash.render import Layer, draw_layers, palette_color, rgb_to_hex
+from samdash.segments import Segment
+from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.feedback import reported
+from samdash.ui.objects import candidate_picker, object_list
+from samdash.ui.sidebar import DisplayOptions, ModelState
+from samdash.ui.state import Workspace, workspace_for
+from samdash.ui.width_probe import column_width
+
+MODES = {
+    "Box": "rect",
+    "Freehand region": "freedraw",
+    "Include point": "point",
+    "Exclude point": "point",
+}
+# Encodes run beside the script thread so the page can show elapsed time; one at a time per process.
+_encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-encode")
+
+
+def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
+    """The image's embedding; a first encode shows its progress, a cached one returns at once."""
+    future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
+    try:
+        return future.result(timeout=0.3)
+    except TimeoutError:
+        pass
+    start = time.monotonic()
+    with st.status(f"Encoding the image with {segmenter.name} (once per image)…") as status:
+        while not future.done():
+            status.update(label=f"Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - start:.0f} s")
+            time.sleep(0.5)
+        embedding = future.result()
+        status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
+    return embedding
+
+
+def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[Shape], list[dict[str, Any]]]:
+    """Draw the canvas; return the shapes on it (in image pixels) with their raw Fabric objects."""
+    width = column_width("canvas_width", 560)
+    size = fit_size(image, width)
+    exclude = mode == "Exclude point"
+    next_color = rgb_to_hex(palette_color(workspace.next_id - 1))
+    result = st_canvas(
+        background_image=background_jpeg(image, size),
+        background_image_fit="contain",
+        width=size[0],
+        height=size[1],
+        drawing_mode=MODES[mode],
+        stroke_width=3 if MODES[mode] != "point" else 2,
+        stroke_color="#ffffff" if MODES[mode] == "point" else next_color,
+        fill_color=(EXCLUDE_COLOR if exclude else INCLUDE_COLOR) if MODES[mode] == "point" else "rgba(0,0,0,0)",
+        point_display_radius=6,
+        initial_drawing=workspace.drawing,
+        key=workspace.canvas_key,
+    )
+    if result.background_fit is None or result.json_data is None:
+        return [], []
+    fit = result.background_fit
+    # The canvas measures against the background we sent; scale that back to the original image.
+    ratio_x = fit["natural_width"] / image.width
+    ratio_y = fit["natural_height"] / image.height
+    to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"])
+    objects = result.json_data.get("objects", [])
+    return shapes_from_canvas(result.json_data, to_image), objects
+
+
+def _apply(workspace: Workspace, shape: Shape, raw: dict[str, Any], segmenter: Segmenter, embedding: Embedding, image: LoadedImage) -> None:
+    """A box or region makes a new object; a point refines the active one (or starts one)."""
+    active = workspace.active
+    if shape.makes_object or active is None:
+        if shape.label == EXCLUDE:
+            raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
+        prompt = shape.to_prompt(image.width, image.height)
+        candidates = segmenter.predict(embedding, prompt)
+        segment_id = workspace.next_id
+        workspace.add(
+            Segment(
+                id=segment_id,
+                name=f"object {segment_id}",
+                color=palette_color(segment_id - 1),
+                prompt=prompt,
+                candidates=candidates,
+                pick=candidates.best,
+                drawing=[raw],
+            )
+        )
+    else:
+        point = tuple(float(v) for v in shape.points[0])
+        if not (0 <= point[0] < image.width and 0 <= point[1] < image.height):
+            raise PromptError("That point lies outside the image.")
+        prompt = active.prompt.refined(point, shape.label, active.candidates.logits[active.pick][None])
+        candidates = segmenter.predict(embedding, prompt)
+        active.refine_with(prompt, candidates)
+        active.drawing.append(raw)
+    workspace.last_decode_ms = candidates.decode_seconds * 1000
+
+
+def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
+    width = column_width("result_width", 560)
+    size = fit_size(image, width)
+    shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
+    layers = [Layer(s.mask, display.single_color or s.color) for s in shown]
+    drawn = draw_layers(
+        resized(image, size),
+        layers,
+        scale=size[0] / image.width,
+        thickness=display.thickness,
+        fill_opacity=display.fill_opacity,
+    )
+    st.image(drawn, output_format="JPEG", width="stretch")
+
+
+@st.fragment
+def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOptions) -> None:
+    workspace = workspace_for(image)
+    segmenter = model.segmenter
+    embedding = None
+    with reported("encoding the image"):
+        embedding = _embed(segmenter, image)
+    if embedding is None:
+        return
+    mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.markdown("**Draw your prompt**")
+        shapes, objects = _canvas(workspace, image, mode)
+        if len(shapes) < workspace.processed:
+            workspace.processed = len(shapes)  # removed on the canvas itself (undo or delete)
+        for index in range(workspace.processed, len(shapes)):
+            with reported("segmenting"):
+                _apply(workspace, shapes[index], objects[index], segmenter, embedding, image)
+        workspace.processed = len(shapes)
+    with right:
+        st.markdown("**Result**")
+        with reported("drawing the result"):
+            _result(workspace, image, display)
+    timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
+    if workspace.last_decode_ms is not None:
+        timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
+    st.caption(timing)
+    candidate_picker(workspace, image)
+    object_list(workspace)
