@@ -47,16 +47,22 @@ class Candidates:
     def __init__(
         self,
         scores: np.ndarray,
-        logits: np.ndarray,
-        to_masks: Callable[[np.ndarray], np.ndarray],
+        logits: np.ndarray | None,
+        mask_of: Callable[[int], np.ndarray],
         decode_seconds: float,
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
-        self.logits = np.asarray(logits, np.float32)
+        # The engine's own low-resolution output, fed back to refine an object (None when there is none).
+        self.logits = None if logits is None else np.asarray(logits, np.float32)
         self.decode_seconds = decode_seconds
-        self._to_masks = to_masks
+        self._mask_of = mask_of
         self._masks: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def fixed(cls, masks: np.ndarray, scores: np.ndarray, decode_seconds: float = 0.0) -> "Candidates":
+        """Candidates whose full-resolution masks are already known (e.g. from segment-everything)."""
+        return cls(scores, None, lambda index: masks[index], decode_seconds)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -70,7 +76,7 @@ class Candidates:
         """Full-resolution boolean mask of one candidate (computed once)."""
         with self._lock:
             if index not in self._masks:
-                self._masks[index] = self._to_masks(self.logits[index : index + 1])[0]
+                self._masks[index] = self._mask_of(index)
             return self._masks[index]
 
     @property
@@ -218,16 +224,17 @@ class SamEngine:
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
+        logits = low_res[0].cpu().numpy()
         return Candidates(
             scores=scores[0].cpu().numpy(),
-            logits=low_res[0].cpu().numpy(),
-            to_masks=lambda logits: self._upscale(logits, embedding),
+            logits=logits,
+            mask_of=lambda index: self._upscale(logits[index], embedding),
             decode_seconds=time.perf_counter() - start,
         )
 
     @torch.inference_mode()
     def _upscale(self, logits: np.ndarray, embedding: Embedding) -> np.ndarray:
-        """SAM's own post-processing, so masks match ``SamPredictor`` exactly."""
-        tensor = torch.from_numpy(logits)[None].to(self._device)
+        """SAM's own post-processing of one low-res mask, so masks match ``SamPredictor`` exactly."""
+        tensor = torch.from_numpy(logits)[None, None].to(self._device)
         full = self.model.postprocess_masks(tensor, embedding.input_size, embedding.original_size)
-        return (full[0] > self.model.mask_threshold).cpu().numpy()
+        return (full[0, 0] > self.model.mask_threshold).cpu().numpy()

@@ -49,7 +49,7 @@ def object_list(workspace: Workspace) -> None:
     for segment in list(workspace.segments):
         key = f"{workspace.image_hash[:8]}-{segment.id}"
         active = segment.id == workspace.active_id
-        swatch, name, facts, visible, select, delete = st.columns([0.6, 3, 2.4, 1.2, 1.2, 0.8], vertical_alignment="center")
+        swatch, name, facts, visible, select, delete = st.columns([0.6, 3, 2.4, 1.2, 1.2, 1.2], vertical_alignment="center")
         color = swatch.color_picker("Colour", rgb_to_hex(segment.color), key=f"color-{key}", label_visibility="collapsed")
         segment.color = hex_to_rgb(color)
         segment.name = name.text_input("Name", segment.name, key=f"name-{key}", label_visibility="collapsed") or segment.name
@@ -58,6 +58,6 @@ def object_list(workspace: Workspace) -> None:
         if select.button("Active" if active else "Select", key=f"select-{key}", disabled=active, width="stretch"):
             workspace.active_id = segment.id
             st.rerun(scope="fragment")
-        if delete.button("", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch"):
+        if delete.button("Delete", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch"):
             workspace.remove(segment.id)
             st.rerun(scope="fragment")

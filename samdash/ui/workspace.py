@@ -107,7 +107,8 @@ def _apply(workspace: Workspace, shape: Shape, raw: dict[str, Any], segmenter: S
         point = tuple(float(v) for v in shape.points[0])
         if not (0 <= point[0] < image.width and 0 <= point[1] < image.height):
             raise PromptError("That point lies outside the image.")
-        prompt = active.prompt.refined(point, shape.label, active.candidates.logits[active.pick][None])
+        logits = active.candidates.logits
+        prompt = active.prompt.refined(point, shape.label, None if logits is None else logits[active.pick][None])
         candidates = segmenter.predict(embedding, prompt)
         active.refine_with(prompt, candidates)
         active.drawing.append(raw)
@@ -140,7 +141,7 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
         return
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
-    with left:
+    with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
         shapes, objects = _canvas(workspace, image, mode)
         if len(shapes) < workspace.processed:
@@ -149,7 +150,7 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
             with reported("segmenting"):
                 _apply(workspace, shapes[index], objects[index], segmenter, embedding, image)
         workspace.processed = len(shapes)
-    with right:
+    with right, st.container(key="result"):
         st.markdown("**Result**")
         with reported("drawing the result"):
             _result(workspace, image, display)
@@ -157,5 +158,7 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
     if workspace.last_decode_ms is not None:
         timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
     st.caption(timing)
-    candidate_picker(workspace, image)
-    object_list(workspace)
+    with st.container(key="candidates"):
+        candidate_picker(workspace, image)
+    with st.container(key="objects"):
+        object_list(workspace)

@@ -1,0 +1,81 @@
+"""Driving the page like a person: upload, draw with the mouse, look at the result's pixels."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import Page
+
+CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+RESULT_IMAGE = ".st-key-result [data-testid=stImage] img"
+
+
+def upload(page: Page, name: str, data: bytes) -> None:
+    mime = "image/png" if name.endswith(".png") else "image/jpeg"
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data}
+    )
+
+
+def canvas_box(page: Page) -> dict[str, float]:
+    box = page.locator(CANVAS).first.bounding_box()
+    assert box is not None, "the canvas is not on the page"
+    return box
+
+
+def wait_for_canvas(page: Page, settle: float = 1.5, timeout: float = 60) -> dict[str, float]:
+    """Wait until the canvas is shown and has kept its size for ``settle`` seconds (it resizes to its column)."""
+    page.locator(CANVAS).first.wait_for(timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        box = canvas_box(page)
+        if box != last:
+            last, since = box, time.monotonic()
+        elif time.monotonic() - since >= settle:
+            return box
+        time.sleep(0.2)
+    raise TimeoutError("the canvas kept changing size")
+
+
+def to_page(page: Page, xy: tuple[float, float], image_size: tuple[int, int]) -> tuple[float, float]:
+    box = canvas_box(page)
+    scale = box["width"] / image_size[0]
+    return box["x"] + xy[0] * scale, box["y"] + xy[1] * scale
+
+
+def draw_box(page: Page, start: tuple[float, float], end: tuple[float, float], image_size: tuple[int, int]) -> None:
+    """Drag a box from ``start`` to ``end`` (image pixels) in Box mode."""
+    page.get_by_role("button", name="Box", exact=True).click()
+    x0, y0 = to_page(page, start, image_size)
+    x1, y1 = to_page(page, end, image_size)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+
+
+def result_pixels(page: Page) -> np.ndarray:
+    png = page.locator(RESULT_IMAGE).first.screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def wait_for_result_change(page: Page, before: np.ndarray, timeout: float = 30) -> np.ndarray:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            now = result_pixels(page)
+        except Exception:  # noqa: BLE001 - the image is replaced while Streamlit reruns
+            time.sleep(0.05)
+            continue
+        if now.shape != before.shape or np.abs(now.astype(int) - before).mean() > 0.2:
+            return now
+        time.sleep(0.05)
+    raise TimeoutError("the result image did not change")
+
+
+def wait_for_objects(page: Page, count: int, timeout: float = 30) -> None:
+    page.locator(".st-key-objects").get_by_text(f"Objects ({count})", exact=True).wait_for(timeout=timeout * 1000)
