@@ -76,11 +76,16 @@ def box_prompt(box: tuple[float, float, float, float], width: int, height: int) 
     return Prompt(box=(x0, y0, x1, y1))
 
 
-def point_prompt(point: tuple[float, float], label: int, width: int, height: int) -> Prompt:
-    x, y = point
+def inside(point: tuple[float, float], width: int, height: int) -> tuple[float, float]:
+    """The point itself, or a ``PromptError`` when it is off the image."""
+    x, y = float(point[0]), float(point[1])
     if not (0 <= x < width and 0 <= y < height):
         raise PromptError(f"The point ({x:.0f}, {y:.0f}) lies outside the {width}×{height} image.")
-    return Prompt(points=np.array([[x, y]], np.float32), labels=np.array([label], np.int32))
+    return x, y
+
+
+def point_prompt(point: tuple[float, float], label: int, width: int, height: int) -> Prompt:
+    return Prompt(points=np.array([inside(point, width, height)], np.float32), labels=np.array([label], np.int32))
 
 
 def is_closed(polyline: np.ndarray) -> bool:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from samdash.engine import Candidates
+from samdash.engine import Candidates, Embedding, Segmenter
 from samdash.prompts import Prompt
-from samdash.render import Color, Layer
+from samdash.render import Color, Layer, palette_color
 
 
 @dataclass(eq=False)
@@ -42,10 +42,25 @@ class Segment:
     def layer(self) -> Layer:
         return Layer(self.mask, self.color)
 
-    def refine_with(self, prompt: Prompt, candidates: Candidates) -> None:
-        self.prompt = prompt
-        self.candidates = candidates
-        self.pick = candidates.best
+    @classmethod
+    def create(cls, segment_id: int, prompt: Prompt, candidates: Candidates, drawing: list[dict[str, Any]] | None = None) -> "Segment":
+        """A new object with a default name and colour, its best candidate picked."""
+        return cls(
+            id=segment_id,
+            name=f"object {segment_id}",
+            color=palette_color(segment_id - 1),
+            prompt=prompt,
+            candidates=candidates,
+            pick=candidates.best,
+            drawing=drawing or [],
+        )
+
+    def refine(self, segmenter: Segmenter, embedding: Embedding, point: tuple[float, float], label: int) -> None:
+        """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best."""
+        logits = self.candidates.logits
+        self.prompt = self.prompt.refined(point, label, None if logits is None else logits[self.pick][None])
+        self.candidates = segmenter.predict(embedding, self.prompt)
+        self.pick = self.candidates.best
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -18,12 +18,12 @@ def _score_label(score: float) -> str:
     return "score n/a" if math.isnan(score) else f"IoU {score:.2f}"
 
 
-def candidate_picker(workspace: Workspace, image: LoadedImage) -> None:
+def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str) -> None:
     segment = workspace.active
     if segment is None:
         st.info("Draw a **box** or a **freehand region** around an object to segment it.", icon=":material/draw:")
         return
-    st.markdown(f"**Candidates for {segment.name}** — SAM proposes several masks; pick the one that fits.")
+    st.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
     base = resized(image, fit_size(image, THUMB_WIDTH))
     size = (base.shape[1], base.shape[0])
     columns = st.columns(len(segment.candidates))

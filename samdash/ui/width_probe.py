@@ -11,16 +11,18 @@ import streamlit as st
 _JS = """
 export default function(component) {
     const { setStateValue, parentElement } = component;
+    // With isolated styles the parent is a shadow root: measure its host element.
+    const element = parentElement instanceof ShadowRoot ? parentElement.host : parentElement;
     let last = 0;
     const report = () => {
-        const width = Math.floor(parentElement.getBoundingClientRect().width);
+        const width = Math.floor(element.getBoundingClientRect().width);
         if (width > 0 && Math.abs(width - last) >= 24) {
             last = width;
             setStateValue('width', width);
         }
     };
     const observer = new ResizeObserver(report);
-    observer.observe(parentElement);
+    observer.observe(element);
     report();
     return () => observer.disconnect();
 }

@@ -16,8 +16,8 @@ from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, s
 from samdash.engine import Embedding, Segmenter
 from samdash.errors import PromptError
 from samdash.imaging import LoadedImage
-from samdash.prompts import EXCLUDE
-from samdash.render import Layer, draw_layers, palette_color, rgb_to_hex
+from samdash.prompts import EXCLUDE, inside
+from samdash.render import Layer, draw_layers
 from samdash.segments import Segment
 from samdash.ui.display import background_jpeg, fit_size, resized
 from samdash.ui.feedback import reported
@@ -26,6 +26,8 @@ from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import Workspace, workspace_for
 from samdash.ui.width_probe import column_width
 
+# Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
+PROMPT_COLOR = "#00e5ff"
 MODES = {
     "Box": "rect",
     "Freehand region": "freedraw",
@@ -53,12 +55,14 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     return embedding
 
 
-def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[Shape], list[dict[str, Any]]]:
-    """Draw the canvas; return the shapes on it (in image pixels) with their raw Fabric objects."""
+def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[Shape], list[dict[str, Any]]] | None:
+    """Draw the canvas; return the shapes on it (in image pixels) with their raw Fabric objects.
+
+    None until the canvas has reported how it fitted the image (a second or so after it mounts).
+    """
     width = column_width("canvas_width", 560)
     size = fit_size(image, width)
     exclude = mode == "Exclude point"
-    next_color = rgb_to_hex(palette_color(workspace.next_id - 1))
     result = st_canvas(
         background_image=background_jpeg(image, size),
         background_image_fit="contain",
@@ -66,14 +70,14 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[S
         height=size[1],
         drawing_mode=MODES[mode],
         stroke_width=3 if MODES[mode] != "point" else 2,
-        stroke_color="#ffffff" if MODES[mode] == "point" else next_color,
+        stroke_color="#ffffff" if MODES[mode] == "point" else PROMPT_COLOR,
         fill_color=(EXCLUDE_COLOR if exclude else INCLUDE_COLOR) if MODES[mode] == "point" else "rgba(0,0,0,0)",
         point_display_radius=6,
         initial_drawing=workspace.drawing,
         key=workspace.canvas_key,
     )
     if result.background_fit is None or result.json_data is None:
-        return [], []
+        return None
     fit = result.background_fit
     # The canvas measures against the background we sent; scale that back to the original image.
     ratio_x = fit["natural_width"] / image.width
@@ -90,29 +94,13 @@ def _apply(workspace: Workspace, shape: Shape, raw: dict[str, Any], segmenter: S
         if shape.label == EXCLUDE:
             raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
         prompt = shape.to_prompt(image.width, image.height)
-        candidates = segmenter.predict(embedding, prompt)
-        segment_id = workspace.next_id
-        workspace.add(
-            Segment(
-                id=segment_id,
-                name=f"object {segment_id}",
-                color=palette_color(segment_id - 1),
-                prompt=prompt,
-                candidates=candidates,
-                pick=candidates.best,
-                drawing=[raw],
-            )
-        )
+        segment = Segment.create(workspace.next_id, prompt, segmenter.predict(embedding, prompt), drawing=[raw])
+        workspace.add(segment)
     else:
-        point = tuple(float(v) for v in shape.points[0])
-        if not (0 <= point[0] < image.width and 0 <= point[1] < image.height):
-            raise PromptError("That point lies outside the image.")
-        logits = active.candidates.logits
-        prompt = active.prompt.refined(point, shape.label, None if logits is None else logits[active.pick][None])
-        candidates = segmenter.predict(embedding, prompt)
-        active.refine_with(prompt, candidates)
-        active.drawing.append(raw)
-    workspace.last_decode_ms = candidates.decode_seconds * 1000
+        segment = active
+        segment.refine(segmenter, embedding, inside(shape.points[0], image.width, image.height), shape.label)
+        segment.drawing.append(raw)
+    workspace.last_decode_ms = segment.candidates.decode_seconds * 1000
 
 
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
@@ -143,13 +131,15 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
-        shapes, objects = _canvas(workspace, image, mode)
-        if len(shapes) < workspace.processed:
-            workspace.processed = len(shapes)  # removed on the canvas itself (undo or delete)
-        for index in range(workspace.processed, len(shapes)):
-            with reported("segmenting"):
-                _apply(workspace, shapes[index], objects[index], segmenter, embedding, image)
-        workspace.processed = len(shapes)
+        drawn = _canvas(workspace, image, mode)
+        if drawn is not None:
+            shapes, objects = drawn
+            if len(shapes) < workspace.processed:
+                workspace.processed = len(shapes)  # removed on the canvas itself (undo or delete)
+            for index in range(workspace.processed, len(shapes)):
+                with reported("segmenting"):
+                    _apply(workspace, shapes[index], objects[index], segmenter, embedding, image)
+            workspace.processed = len(shapes)
     with right, st.container(key="result"):
         st.markdown("**Result**")
         with reported("drawing the result"):
@@ -159,6 +149,6 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
         timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
     st.caption(timing)
     with st.container(key="candidates"):
-        candidate_picker(workspace, image)
+        candidate_picker(workspace, image, segmenter.name)
     with st.container(key="objects"):
         object_list(workspace)

@@ -32,8 +32,8 @@ def wait_for_canvas(page: Page, settle: float = 1.5, timeout: float = 60) -> dic
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        box = canvas_box(page)
-        if box != last:
+        box = page.locator(CANVAS).first.bounding_box()  # None while the canvas is being replaced
+        if box is None or box != last:
             last, since = box, time.monotonic()
         elif time.monotonic() - since >= settle:
             return box
@@ -49,7 +49,7 @@ def to_page(page: Page, xy: tuple[float, float], image_size: tuple[int, int]) ->
 
 def draw_box(page: Page, start: tuple[float, float], end: tuple[float, float], image_size: tuple[int, int]) -> None:
     """Drag a box from ``start`` to ``end`` (image pixels) in Box mode."""
-    page.get_by_role("button", name="Box", exact=True).click()
+    page.get_by_role("radio", name="Box", exact=True).click()
     x0, y0 = to_page(page, start, image_size)
     x1, y1 = to_page(page, end, image_size)
     page.mouse.move(x0, y0)
@@ -63,16 +63,25 @@ def result_pixels(page: Page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+def _result_is_fresh(page: Page) -> bool:
+    """False while Streamlit reruns: it fades stale elements, which would look like a change."""
+    container = page.locator(".st-key-result [data-testid=stElementContainer]:has([data-testid=stImage])").first
+    return container.get_attribute("data-stale") == "false"
+
+
 def wait_for_result_change(page: Page, before: np.ndarray, timeout: float = 30) -> np.ndarray:
+    """The result's pixels once they differ from ``before`` and have settled (two equal looks in a row)."""
     deadline = time.monotonic() + timeout
+    previous = None
     while time.monotonic() < deadline:
         try:
-            now = result_pixels(page)
+            now = result_pixels(page) if _result_is_fresh(page) else None
         except Exception:  # noqa: BLE001 - the image is replaced while Streamlit reruns
-            time.sleep(0.05)
-            continue
-        if now.shape != before.shape or np.abs(now.astype(int) - before).mean() > 0.2:
+            now = None
+        changed = now is not None and (now.shape != before.shape or np.abs(now.astype(int) - before).mean() > 0.2)
+        if changed and previous is not None and previous.shape == now.shape and np.array_equal(previous, now):
             return now
+        previous = now if changed else None
         time.sleep(0.05)
     raise TimeoutError("the result image did not change")
 

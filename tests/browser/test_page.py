@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import cv2
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.harness import (
-    canvas_box,
+    to_page,
     draw_box,
     result_pixels,
     upload,
@@ -58,25 +59,46 @@ def test_box_drawn_by_mouse_outlines_the_object(fallback_page, artifacts):
     assert on_boundary.mean() > 0.9, f"only {on_boundary.mean():.0%} of the outline lies on the disc's edge"
 
 
+def _touching_png() -> bytes:
+    """A red disc with a blue block touching its right side, and a small green square apart."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(110, 150, size=(600, 900, 3), dtype=np.uint8)
+    image[220:380, 420:620] = (40, 60, 200)
+    cv2.circle(image, DISC_CENTRE, DISC_RADIUS, (220, 40, 40), -1)
+    image[450:550, 740:840] = (40, 180, 60)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _outline_near_block_edge(pixels: np.ndarray, scale: float) -> int:
+    """Outline-coloured pixels along the blue block's far (right) edge, x ≈ 620."""
+    strip = pixels[int(240 * scale) : int(360 * scale), int(610 * scale) : int(632 * scale), :3].astype(int)
+    return int(np.all(np.abs(strip - (230, 159, 0)) < 40, axis=-1).sum())
+
+
 def test_exclude_point_delete_and_bad_upload(fallback_page, artifacts):
     page = fallback_page
-    upload(page, "scene.png", _scene_png())
+    upload(page, "touching.png", _touching_png())
     wait_for_canvas(page)
-    draw_box(page, (130, 130), (470, 470), image_size=(900, 600))
+    draw_box(page, (130, 130), (640, 470), image_size=(900, 600))
     wait_for_objects(page, 1)
-    draw_box(page, (580, 160), (860, 440), image_size=(900, 600))
-    wait_for_objects(page, 2)
+    pixels = wait_for_result_change(page, result_pixels(page) * 0)
+    scale = pixels.shape[1] / 900
+    assert _outline_near_block_edge(pixels, scale) > 10, "the box should first take the block too"
 
-    # An exclude point in the middle of the square (the active object) cuts it out there.
-    before = result_pixels(page)
-    page.get_by_role("button", name="Exclude point", exact=True).click()
-    box = canvas_box(page)
-    scale = box["width"] / 900
-    page.mouse.click(box["x"] + 720 * scale, box["y"] + 300 * scale)
-    wait_for_result_change(page, before)
+    # An exclude point on the block removes it from the object.
+    page.get_by_role("radio", name="Exclude point", exact=True).click()
+    page.wait_for_timeout(500)
+    x, y = to_page(page, (560, 300), (900, 600))
+    page.mouse.click(x, y)
+    pixels = wait_for_result_change(page, pixels)
     page.screenshot(path=artifacts / "fallback-exclude.png", full_page=True)
+    assert _outline_near_block_edge(pixels, scale) == 0
 
-    # Delete the second object: one object is left.
+    # A second object, then delete it: one object is left.
+    draw_box(page, (720, 430), (860, 570), image_size=(900, 600))
+    wait_for_objects(page, 2)
     page.locator(".st-key-objects").get_by_role("button", name="Delete").nth(1).click()
     wait_for_objects(page, 1)
 
@@ -95,7 +117,7 @@ def test_picking_another_candidate_changes_the_result(sam_page, artifacts):
     wait_for_canvas(page)
     draw_box(page, (130, 130), (470, 470), image_size=(900, 600))
     wait_for_objects(page, 1)
-    buttons = page.locator(".st-key-candidates").get_by_role("button")
+    buttons = page.locator(".st-key-candidates").get_by_role("button", name=re.compile("IoU"))
     assert buttons.count() == 3
     labels = [buttons.nth(i).inner_text() for i in range(3)]
     assert all("IoU" in label for label in labels)

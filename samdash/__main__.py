@@ -1,0 +1,5 @@
+import sys
+
+from samdash.cli import main
+
+sys.exit(main())

@@ -1,0 +1,200 @@
+"""``python -m samdash``: the page's segmentation and downloads without a browser.
+
+Every failure a user can cause ends in one line on stderr that names the file
+and a non-zero exit; in a batch the other images are still processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from samdash.config import Settings
+from samdash.engine import Candidates, Embedding, EmbeddingCache, SamEngine, Segmenter
+from samdash.errors import SamdashError
+from samdash.everything import EverythingParams, segment_everything
+from samdash.export import FORMATS, export_all
+from samdash.grabcut import GrabCutEngine
+from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image_file
+from samdash.models import CATALOGUE, DEFAULT_MODEL, download_checkpoint
+from samdash.prompts import INCLUDE, box_prompt, inside, point_prompt
+from samdash.segmenter import sam_engine
+from samdash.segments import Segment
+
+
+def _numbers(text: str, counts: tuple[int, ...], what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in counts:
+        raise argparse.ArgumentTypeError(f"{what} must be {' or '.join(str(c) for c in counts)} comma-separated numbers, got {text!r}")
+    return values
+
+
+def _box(text: str) -> tuple[float, ...]:
+    return _numbers(text, (4,), "--box X0,Y0,X1,Y1")
+
+
+def _point(text: str) -> tuple[float, ...]:
+    values = _numbers(text, (2, 3), "--point X,Y[,1|0]")
+    if len(values) == 3 and values[2] not in (0, 1):
+        raise argparse.ArgumentTypeError(f"a point's label is 1 (include) or 0 (exclude), got {text!r}")
+    return values
+
+
+def _formats(text: str) -> list[str]:
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(chosen) - set(FORMATS))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m samdash", description="Segment Anything from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment images with box / point prompts or everything in them")
+    segment.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    segment.add_argument("--box", type=_box, action="append", default=[], help="X0,Y0,X1,Y1 in image pixels; one object per box")
+    segment.add_argument("--point", type=_point, action="append", default=[], help="X,Y[,1|0]: include (1, default) or exclude (0); refines the last object")
+    segment.add_argument("--everything", action="store_true", help="every object SAM finds (automatic mask generator)")
+    segment.add_argument("--points-per-side", type=int, default=EverythingParams.points_per_side, help="grid density for --everything")
+    segment.add_argument("--model", choices=sorted(CATALOGUE), default=None, help=f"SAM model (default {DEFAULT_MODEL}, or as the checkpoint says)")
+    segment.add_argument("--checkpoint", type=Path, help="a checkpoint file (official or fine-tuned)")
+    segment.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
+    segment.add_argument("--allow-fallback", action="store_true", help="use GrabCut when no SAM checkpoint is available")
+    segment.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per image)")
+    segment.add_argument("--format", type=_formats, default=["png", "coco"], help=f"comma-separated: {','.join(FORMATS)} (default png,coco)")
+
+    download = commands.add_parser("download", help="download an official SAM checkpoint")
+    download.add_argument("--model", choices=sorted(CATALOGUE), default=DEFAULT_MODEL)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "checkpoint", None):
+        settings = replace(settings, checkpoint=args.checkpoint)
+    if getattr(args, "model", None):
+        settings = replace(settings, model_type=args.model)
+    if getattr(args, "device", None):
+        settings = replace(settings, device=args.device)
+    return settings
+
+
+def _image_paths(arguments: Sequence[Path]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted); missing paths are kept to be reported."""
+    paths: list[Path] = []
+    for argument in arguments:
+        if argument.is_dir():
+            paths.extend(sorted(p for p in argument.iterdir() if p.suffix.lower().lstrip(".") in SUPPORTED_EXTENSIONS))
+        else:
+            paths.append(argument)
+    return paths
+
+
+def _prompted_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embedding, boxes: list, points: list) -> list[Segment]:
+    """One object per box; points refine the last object (or make one when there is no box)."""
+    segments: list[Segment] = []
+    for box in boxes:
+        prompt = box_prompt(tuple(box), image.width, image.height)
+        segments.append(Segment.create(len(segments) + 1, prompt, segmenter.predict(embedding, prompt)))
+    for x, y, *label in points:
+        label_value = int(label[0]) if label else INCLUDE
+        if segments:
+            segments[-1].refine(segmenter, embedding, inside((x, y), image.width, image.height), label_value)
+        else:
+            prompt = point_prompt((x, y), label_value, image.width, image.height)
+            segments.append(Segment.create(1, prompt, segmenter.predict(embedding, prompt)))
+    return segments
+
+
+def _everything_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embedding, points_per_side: int) -> list[Segment]:
+    if not isinstance(segmenter, SamEngine):
+        raise SamdashError("--everything needs SAM: the GrabCut fallback cannot find objects by itself")
+    params = EverythingParams(points_per_side=points_per_side)
+    found = segment_everything(segmenter.model, image.rgb, embedding, params)
+    return [
+        Segment.create(i + 1, point_prompt(f.point, INCLUDE, image.width, image.height), Candidates.fixed(f.mask[None], np.array([f.score])))
+        for i, f in enumerate(found)
+    ]
+
+
+def _open_segmenter(settings: Settings, allow_fallback: bool, err: TextIO) -> Segmenter:
+    cache = EmbeddingCache(settings.embedding_cache_mb << 20)
+    try:
+        return sam_engine(settings.model_type, settings, cache)
+    except SamdashError as exc:
+        if not allow_fallback:
+            raise
+        print(f"samdash: {exc} — using {GrabCutEngine.name}", file=err)
+        return GrabCutEngine(cache)
+
+
+def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not (args.box or args.point or args.everything):
+        print("samdash: error: give at least one --box, --point, or --everything", file=err)
+        return 2
+    segmenter = _open_segmenter(_settings(args), args.allow_fallback, err)
+    paths = _image_paths(args.images)
+    if not paths:
+        print("samdash: error: no images found in " + ", ".join(str(p) for p in args.images), file=err)
+        return 2
+    failures: list[str] = []
+    batch_start = time.perf_counter()
+    for number, path in enumerate(paths, start=1):
+        start = time.perf_counter()
+        try:
+            image = load_image_file(path)
+            embedding = segmenter.embed(image.rgb, image.content_hash)
+            segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
+            if args.everything:
+                segments += _everything_segments(segmenter, image, embedding, args.points_per_side)
+            written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem)
+        except SamdashError as exc:
+            failures.append(path.name)
+            print(f"samdash: error: {path}: {exc}", file=err)
+            continue
+        elapsed = time.perf_counter() - start
+        print(f"[{number}/{len(paths)}] {path.name}: {len(segments)} objects, {len(written)} files, {elapsed:.1f} s", file=out)
+    total = time.perf_counter() - batch_start
+    done = len(paths) - len(failures)
+    summary = f"{done} of {len(paths)} images segmented in {total:.1f} s with {segmenter.name}; outputs in {args.out}"
+    if failures:
+        summary += f"; failed: {', '.join(failures)}"
+    print(summary, file=out)
+    return 1 if failures else 0
+
+
+def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    spec = CATALOGUE[args.model]
+    start = time.monotonic()
+
+    def progress(done: int, total: int | None) -> None:
+        total = total or spec.size_bytes
+        rate = done / max(time.monotonic() - start, 1e-3) / 1e6
+        filled = int(30 * done / total)
+        print(f"\r{spec.filename} [{'#' * filled}{'.' * (30 - filled)}] {done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:.1f} MB/s", end="", file=err)
+
+    path = download_checkpoint(args.model, _settings(args), progress=progress)
+    print(file=err)
+    print(f"{spec.filename} is ready at {path}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
+    except SamdashError as exc:
+        print(f"samdash: error: {exc}", file=err)
+        return 2
