@@ -50,8 +50,11 @@ class Candidates:
         logits: np.ndarray | None,
         mask_of: Callable[[int], np.ndarray],
         decode_seconds: float,
+        source: str = "",
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
+        # Which engine made them: only that engine can take ``logits`` back as a mask input.
+        self.source = source
         # The engine's own low-resolution output, fed back to refine an object (None when there is none).
         self.logits = None if logits is None else np.asarray(logits, np.float32)
         self.decode_seconds = decode_seconds
@@ -89,6 +92,7 @@ class Segmenter(Protocol):
 
     name: str
     is_fallback: bool
+    cache_id: str
 
     def embed(self, image: np.ndarray, content_hash: str) -> Embedding: ...
 
@@ -230,6 +234,7 @@ class SamEngine:
             logits=logits,
             mask_of=lambda index: self._upscale(logits[index], embedding),
             decode_seconds=time.perf_counter() - start,
+            source=self.cache_id,
         )
 
     @torch.inference_mode()

@@ -89,6 +89,7 @@ class GrabCutEngine:
             logits=logits,
             mask_of=lambda index: _upscale(logits[index], original),
             decode_seconds=time.perf_counter() - start,
+            source=self.cache_id,
         )
 
 

@@ -56,9 +56,13 @@ class Segment:
         )
 
     def refine(self, segmenter: Segmenter, embedding: Embedding, point: tuple[float, float], label: int) -> None:
-        """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best."""
+        """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best.
+
+        Logits from another engine (the model was switched meanwhile) mean nothing to this one and are left out.
+        """
         logits = self.candidates.logits
-        self.prompt = self.prompt.refined(point, label, None if logits is None else logits[self.pick][None])
+        own = logits is not None and self.candidates.source == segmenter.cache_id
+        self.prompt = self.prompt.refined(point, label, logits[self.pick][None] if own else None)
         self.candidates = segmenter.predict(embedding, self.prompt)
         self.pick = self.candidates.best
 

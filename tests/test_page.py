@@ -1,0 +1,164 @@
+"""The page through Streamlit's AppTest: drawings are injected as the canvas would send them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
+from samdash.prompts import EXCLUDE, INCLUDE
+from tests.tiny_sam import build_tiny_sam
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+# The default image is the bundled cat sample, 451×300; the canvas shows it at half size here.
+FIT = {"naturalWidth": 451, "naturalHeight": 300, "scaleX": 0.5, "scaleY": 0.5, "offsetX": 0, "offsetY": 0}
+RECT = {"type": "rect", "left": 40, "top": 20, "width": 120, "height": 100, "strokeWidth": 3}
+
+
+def _circle(x: float, y: float, fill: str) -> dict:
+    return {"type": "circle", "left": x - 7, "top": y - 7, "radius": 6, "strokeWidth": 2, "fill": fill}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    torch.save(build_tiny_sam().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def app(monkeypatch, checkpoint, tmp_path) -> AppTest:
+    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _draw(at: AppTest, *objects: dict) -> None:
+    """Send the whole drawing, as the canvas does after every change."""
+    workspace = at.session_state["workspace"]
+    at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
+    at.run()
+    assert not at.exception
+
+
+def _button(at: AppTest, startswith: str):
+    return next(b for b in at.button if b.label.startswith(startswith))
+
+
+def test_a_box_makes_an_object_with_candidates_and_the_best_picked(app):
+    _draw(app, RECT)
+    (segment,) = app.session_state["workspace"].segments
+    assert segment.prompt.box == pytest.approx((80, 40, 320, 240))
+    assert len(segment.candidates) == 3 and segment.pick == segment.candidates.best
+    assert segment.mask.shape == (300, 451)
+    labels = [b.label for b in app.button if "IoU" in b.label]
+    assert len(labels) == 3 and sum(label.startswith("✓") for label in labels) == 1
+    assert "**Objects (1)**" in [m.value for m in app.markdown]
+    assert not app.warning  # SAM is in use: no fallback banner
+
+
+def test_the_pick_persists_across_reruns(app):
+    _draw(app, RECT)
+    segment = app.session_state["workspace"].segments[0]
+    other = (segment.pick + 1) % 3
+    _button(app, f"#{other + 1} ").click().run()
+    assert app.session_state["workspace"].segments[0].pick == other
+    app.run()
+    assert app.session_state["workspace"].segments[0].pick == other
+    assert _button(app, f"✓ #{other + 1} ")
+
+
+def test_points_refine_the_active_object_with_its_previous_logits(app):
+    _draw(app, RECT)
+    segment = app.session_state["workspace"].segments[0]
+    first_logits = segment.candidates.logits[segment.pick]
+    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR))
+    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR), _circle(60, 100, EXCLUDE_COLOR))
+    (segment,) = app.session_state["workspace"].segments
+    assert segment.prompt.labels.tolist() == [INCLUDE, EXCLUDE]
+    assert segment.prompt.points.tolist() == [[200.0, 120.0], [120.0, 200.0]]
+    assert segment.prompt.mask_input is not None and not np.array_equal(segment.prompt.mask_input[0], first_logits)
+    assert len(segment.drawing) == 3
+
+
+def test_each_box_is_a_new_object_and_delete_removes_one(app):
+    second = dict(RECT, left=170, top=60)
+    _draw(app, RECT, second)
+    workspace = app.session_state["workspace"]
+    assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
+    generation = workspace.generation
+    [b for b in app.button if b.label == "Delete"][0].click().run()
+    workspace = app.session_state["workspace"]
+    assert [s.name for s in workspace.segments] == ["object 2"]
+    # The canvas is remounted with only the remaining object's drawing, already processed.
+    assert workspace.generation == generation + 1 and workspace.drawing == {"objects": [second]} and workspace.processed == 1
+    _button(app, "Clear all").click().run()
+    assert app.session_state["workspace"].segments == []
+
+
+def test_an_exclude_point_with_no_object_is_explained(app):
+    _draw(app, _circle(100, 60, EXCLUDE_COLOR))
+    assert app.session_state["workspace"].segments == []
+    assert any("exclude point needs an object" in e.value for e in app.error)
+
+
+def test_a_degenerate_box_is_refused_and_earlier_objects_stay(app):
+    _draw(app, RECT)
+    flat = dict(RECT, left=300, width=0)
+    _draw(app, RECT, flat)
+    assert len(app.session_state["workspace"].segments) == 1
+    assert any("no area" in e.value for e in app.error)
+
+
+def test_rename_recolour_hide(app):
+    _draw(app, RECT)
+    app.text_input(key=next(k for k in _keys(app) if k.startswith("name-"))).input("cat").run()
+    app.checkbox(key=next(k for k in _keys(app) if k.startswith("visible-"))).uncheck().run()
+    segment = app.session_state["workspace"].segments[0]
+    assert segment.name == "cat" and not segment.visible
+
+
+def _keys(app: AppTest) -> list[str]:
+    return [w.key for w in [*app.text_input, *app.checkbox] if w.key]
+
+
+def test_a_new_image_starts_a_new_set_of_objects(app):
+    _draw(app, RECT)
+    app.selectbox(key="sample").select("Coffee cup").run()
+    workspace = app.session_state["workspace"]
+    assert workspace.segments == [] and app.session_state["image"].width == 600
+
+
+def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp_path):
+    monkeypatch.delenv("SAMDASH_CHECKPOINT", raising=False)
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("SAM is not available" in w.value and "GrabCut" in w.value for w in at.warning)
+    assert any(b.label.startswith("Download") for b in at.button)
+    _draw(at, RECT)
+    (segment,) = at.session_state["workspace"].segments
+    assert segment.area > 0 and np.isnan(segment.score)
+
+
+def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint at all")
+    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(broken))
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("broken.pth" in e.value for e in at.error)
+    assert any("GrabCut" in w.value for w in at.warning)
