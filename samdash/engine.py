@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 import torch
 from segment_anything.modeling import Sam
@@ -51,10 +52,13 @@ class Candidates:
         mask_of: Callable[[int], np.ndarray],
         decode_seconds: float,
         source: str = "",
+        logits_extent: tuple[int, int] | None = None,
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
         # Which engine made them: only that engine can take ``logits`` back as a mask input.
         self.source = source
+        # The (height, width) of ``logits`` that covers the image (SAM pads its input to a square).
+        self._extent = logits_extent
         # The engine's own low-resolution output, fed back to refine an object (None when there is none).
         self.logits = None if logits is None else np.asarray(logits, np.float32)
         self.decode_seconds = decode_seconds
@@ -81,6 +85,17 @@ class Candidates:
             if index not in self._masks:
                 self._masks[index] = self._mask_of(index)
             return self._masks[index]
+
+    def preview(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """A small boolean mask at ``size`` = (width, height) for thumbnails, straight from the logits.
+
+        Much cheaper than a full-resolution mask on a large image; only for display.
+        """
+        if self.logits is None:
+            mask = self.mask(index).astype(np.uint8) * 255
+            return cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 128
+        height, width = self._extent or self.logits.shape[1:]
+        return cv2.resize(self.logits[index, :height, :width], size, interpolation=cv2.INTER_LINEAR) > 0
 
     @property
     def masks(self) -> np.ndarray:
@@ -235,6 +250,7 @@ class SamEngine:
             mask_of=lambda index: self._upscale(logits[index], embedding),
             decode_seconds=time.perf_counter() - start,
             source=self.cache_id,
+            logits_extent=tuple(-(-side * logits.shape[-1] // self.model.image_encoder.img_size) for side in embedding.input_size),
         )
 
     @torch.inference_mode()

@@ -166,3 +166,26 @@ def test_boxes_without_area_in_the_image_are_refused(bad):
 
     with pytest.raises(PromptError, match="no area"):
         box_prompt(bad, 640, 480)
+
+
+def test_previews_come_from_the_part_of_the_logits_that_covers_the_image():
+    from samdash.engine import Candidates
+
+    # SAM-style logits: a 480×640 image fills the top 192×256 of the 256×256 grid; a disc at image (320, 240), r 120.
+    yy, xx = np.mgrid[:256, :256]
+    logits = np.where((xx - 128) ** 2 + (yy - 96) ** 2 < 48**2, 5.0, -5.0).astype(np.float32)[None]
+    candidates = Candidates(np.array([0.9]), logits, lambda i: None, 0.0, logits_extent=(192, 256))
+    small = candidates.preview(0, (160, 120))
+    ys, xs = np.nonzero(small)
+    assert small.shape == (120, 160)
+    assert abs(xs.mean() - 80) < 1 and abs(ys.mean() - 60) < 1
+    assert abs((xs.max() - xs.min()) / 2 - 30) < 2
+
+
+def test_previews_of_known_masks_are_scaled_down():
+    from samdash.engine import Candidates
+
+    mask = np.zeros((480, 640), bool)
+    mask[100:300, 200:400] = True
+    small = Candidates.fixed(mask[None], np.array([0.5])).preview(0, (160, 120))
+    assert small[25:75, 50:100].all() and small.sum() == 50 * 50

@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from samdash.imaging import LoadedImage
-from samdash.render import hex_to_rgb, preview, resize_mask, rgb_to_hex
+from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.ui.display import fit_size, resized
 from samdash.ui.state import Workspace
 
@@ -29,7 +29,7 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):
         with column:
-            thumb = preview(base, resize_mask(segment.candidates.mask(index), size), segment.color)
+            thumb = preview(base, segment.candidates.preview(index, size), segment.color)
             chosen = index == segment.pick
             st.image(thumb, width="stretch")
             label = f"{'✓ ' if chosen else ''}#{index + 1} · {_score_label(float(segment.candidates.scores[index]))}"
