@@ -43,12 +43,20 @@ def rgb_to_hex(color: Color) -> str:
     return "#{:02x}{:02x}{:02x}".format(*color)
 
 
+# Anti-aliased lines cost ~5× more; a mask with very many contour points (a speckled one) gets plain lines.
+_AA_MAX_POINTS = 20_000
+
+
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """One mask to draw: full-resolution boolean mask and its colour."""
+    """One mask to draw: full-resolution boolean mask, its colour, and its contours when already traced."""
 
     mask: np.ndarray
     color: Color
+    contours: list[np.ndarray] | None = None
+
+    def outline(self) -> list[np.ndarray]:
+        return contours_of(self.mask) if self.contours is None else self.contours
 
 
 def contours_of(mask: np.ndarray) -> list[np.ndarray]:
@@ -57,9 +65,11 @@ def contours_of(mask: np.ndarray) -> list[np.ndarray]:
     return [c.reshape(-1, 2) for c in found]
 
 
-def scaled_contours(mask: np.ndarray, scale: float) -> list[np.ndarray]:
-    """Contours of the full mask mapped onto a copy scaled by ``scale`` (pixel centres kept aligned)."""
-    return [np.round((c + 0.5) * scale - 0.5).astype(np.int32) for c in contours_of(mask)]
+def scale_contours(contours: list[np.ndarray], scale: float) -> list[np.ndarray]:
+    """Contours mapped onto a copy scaled by ``scale`` (pixel centres kept aligned)."""
+    if scale == 1.0:
+        return [c.astype(np.int32) for c in contours]
+    return [np.round((c + 0.5) * scale - 0.5).astype(np.int32) for c in contours]
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -89,8 +99,9 @@ def draw_layers(
             tint = np.asarray(layer.color, np.float32)
             canvas[area] = (canvas[area] * (1 - fill_opacity) + tint * fill_opacity).astype(np.uint8)
     for layer in layers:
-        lines = scaled_contours(layer.mask, scale)
-        cv2.polylines(canvas, lines, isClosed=True, color=layer.color, thickness=thickness, lineType=cv2.LINE_AA)
+        lines = scale_contours(layer.outline(), scale)
+        smooth = sum(len(line) for line in lines) <= _AA_MAX_POINTS
+        cv2.polylines(canvas, lines, True, layer.color, thickness, cv2.LINE_AA if smooth else cv2.LINE_8)
     return canvas
 
 

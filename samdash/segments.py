@@ -9,7 +9,7 @@ import numpy as np
 
 from samdash.engine import Candidates, Embedding, Segmenter
 from samdash.prompts import Prompt
-from samdash.render import Color, Layer, palette_color
+from samdash.render import Color, Layer, contours_of, palette_color
 
 
 @dataclass(eq=False)
@@ -25,6 +25,8 @@ class Segment:
     visible: bool = True
     # The canvas objects (Fabric JSON) that drew this object, so a deletion can remove them from the drawing too.
     drawing: list[dict[str, Any]] = field(default_factory=list)
+    # Traced outlines per candidate index: reruns redraw them without tracing again.
+    _contours: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def mask(self) -> np.ndarray:
@@ -38,9 +40,11 @@ class Segment:
     def area(self) -> int:
         return int(np.count_nonzero(self.mask))
 
-    @property
-    def layer(self) -> Layer:
-        return Layer(self.mask, self.color)
+    def layer(self, color: Color | None = None) -> Layer:
+        """What the renderer draws for this object (in its own colour unless another is given)."""
+        if self.pick not in self._contours:
+            self._contours[self.pick] = contours_of(self.mask)
+        return Layer(self.mask, color or self.color, self._contours[self.pick])
 
     @classmethod
     def create(cls, segment_id: int, prompt: Prompt, candidates: Candidates, drawing: list[dict[str, Any]] | None = None) -> "Segment":
@@ -65,6 +69,7 @@ class Segment:
         self.prompt = self.prompt.refined(point, label, logits[self.pick][None] if own else None)
         self.candidates = segmenter.predict(embedding, self.prompt)
         self.pick = self.candidates.best
+        self._contours.clear()
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import streamlit as st
 
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
+from samdash.segments import Segment
 from samdash.ui.display import fit_size, resized
 from samdash.ui.state import Workspace
 
@@ -18,6 +20,17 @@ def _score_label(score: float) -> str:
     return "score n/a" if math.isnan(score) else f"IoU {score:.2f}"
 
 
+def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> np.ndarray:
+    """A candidate's thumbnail, kept while the candidates stay the same (reruns are frequent)."""
+    cache: dict[tuple, np.ndarray] = st.session_state.setdefault("thumbnails", {})
+    key = (id(segment.candidates), index, segment.color, base.shape)
+    if key not in cache:
+        if len(cache) > 24:
+            cache.clear()
+        cache[key] = preview(base, segment.candidates.preview(index, (base.shape[1], base.shape[0])), segment.color)
+    return cache[key]
+
+
 def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str) -> None:
     segment = workspace.active
     if segment is None:
@@ -25,11 +38,10 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
         return
     st.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
     base = resized(image, fit_size(image, THUMB_WIDTH))
-    size = (base.shape[1], base.shape[0])
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):
         with column:
-            thumb = preview(base, segment.candidates.preview(index, size), segment.color)
+            thumb = _thumbnail(base, segment, index)
             chosen = index == segment.pick
             st.image(thumb, width="stretch")
             label = f"{'✓ ' if chosen else ''}#{index + 1} · {_score_label(float(segment.candidates.scores[index]))}"

@@ -17,7 +17,7 @@ from samdash.engine import Embedding, Segmenter
 from samdash.errors import PromptError
 from samdash.imaging import LoadedImage
 from samdash.prompts import EXCLUDE, inside
-from samdash.render import Layer, draw_layers
+from samdash.render import draw_layers
 from samdash.segments import Segment
 from samdash.ui.display import background_jpeg, fit_size, resized
 from samdash.ui.feedback import reported
@@ -107,7 +107,7 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
     width = column_width("result_width", 560)
     size = fit_size(image, width)
     shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
-    layers = [Layer(s.mask, display.single_color or s.color) for s in shown]
+    layers = [s.layer(display.single_color) for s in shown]
     drawn = draw_layers(
         resized(image, size),
         layers,
