@@ -14,10 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from samdash.config import Settings
-from samdash.engine import Candidates, Embedding, EmbeddingCache, SamEngine, Segmenter
+from samdash.engine import Embedding, EmbeddingCache, SamEngine, Segmenter
 from samdash.errors import SamdashError
 from samdash.everything import EverythingParams, segment_everything
 from samdash.export import FORMATS, export_all
@@ -68,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--point", type=_point, action="append", default=[], help="X,Y[,1|0]: include (1, default) or exclude (0); refines the last object")
     segment.add_argument("--everything", action="store_true", help="every object SAM finds (automatic mask generator)")
     segment.add_argument("--points-per-side", type=int, default=EverythingParams.points_per_side, help="grid density for --everything")
+    segment.add_argument("--pred-iou-thresh", type=float, default=EverythingParams.pred_iou_thresh, help="--everything keeps masks above this predicted IoU")
+    segment.add_argument("--stability-thresh", type=float, default=EverythingParams.stability_score_thresh, help="--everything keeps masks above this stability score")
+    segment.add_argument("--min-area", type=int, default=EverythingParams.min_mask_region_area, help="--everything removes regions and holes smaller than this (px)")
     segment.add_argument("--model", choices=sorted(CATALOGUE), default=None, help=f"SAM model (default {DEFAULT_MODEL}, or as the checkpoint says)")
     segment.add_argument("--checkpoint", type=Path, help="a checkpoint file (official or fine-tuned)")
     segment.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
@@ -118,15 +119,13 @@ def _prompted_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embe
     return segments
 
 
-def _everything_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embedding, points_per_side: int) -> list[Segment]:
+def _everything_segments(
+    segmenter: Segmenter, image: LoadedImage, embedding: Embedding, params: EverythingParams, first_id: int
+) -> list[Segment]:
     if not isinstance(segmenter, SamEngine):
         raise SamdashError("--everything needs SAM: the GrabCut fallback cannot find objects by itself")
-    params = EverythingParams(points_per_side=points_per_side)
     found = segment_everything(segmenter.model, image.rgb, embedding, params)
-    return [
-        Segment.create(i + 1, point_prompt(f.point, INCLUDE, image.width, image.height), Candidates.fixed(f.mask[None], np.array([f.score])))
-        for i, f in enumerate(found)
-    ]
+    return [item.to_segment(first_id + i, segmenter.cache_id) for i, item in enumerate(found)]
 
 
 def _open_segmenter(settings: Settings, allow_fallback: bool, err: TextIO) -> Segmenter:
@@ -158,7 +157,8 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             embedding = segmenter.embed(image.rgb, image.content_hash)
             segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
             if args.everything:
-                segments += _everything_segments(segmenter, image, embedding, args.points_per_side)
+                params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
+                segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1)
             written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem)
         except SamdashError as exc:
             failures.append(path.name)

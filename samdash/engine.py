@@ -67,9 +67,9 @@ class Candidates:
         self._lock = threading.Lock()
 
     @classmethod
-    def fixed(cls, masks: np.ndarray, scores: np.ndarray, decode_seconds: float = 0.0) -> "Candidates":
+    def fixed(cls, masks: np.ndarray, scores: np.ndarray, source: str = "") -> "Candidates":
         """Candidates whose full-resolution masks are already known (e.g. from segment-everything)."""
-        return cls(scores, None, lambda index: masks[index], decode_seconds)
+        return cls(scores, None, lambda index: masks[index], 0.0, source)
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -16,7 +16,9 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 
-from samdash.engine import Embedding
+from samdash.engine import Candidates, Embedding
+from samdash.prompts import INCLUDE, point_prompt
+from samdash.segments import Segment
 
 Progress = Callable[[int, int], None]
 
@@ -38,6 +40,12 @@ class FoundMask:
     score: float
     point: tuple[float, float]
     bbox: tuple[float, float, float, float]  # x, y, w, h
+
+    def to_segment(self, segment_id: int, source: str) -> Segment:
+        """An ordinary object: its prompt is the grid point that found it, so include/exclude points refine it."""
+        height, width = self.mask.shape
+        prompt = point_prompt(self.point, INCLUDE, width, height)
+        return Segment.create(segment_id, prompt, Candidates.fixed(self.mask[None], np.array([self.score]), source))
 
 
 class _EmbeddedPredictor(SamPredictor):

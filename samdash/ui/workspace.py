@@ -20,6 +20,8 @@ from samdash.prompts import EXCLUDE, inside
 from samdash.render import draw_layers
 from samdash.segments import Segment
 from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.everything_panel import everything_panel
+from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
@@ -152,3 +154,6 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
         candidate_picker(workspace, image, segmenter.name)
     with st.container(key="objects"):
         object_list(workspace)
+    everything_panel(workspace, segmenter, embedding, image)
+    with st.container(key="downloads"):
+        download_panel(workspace, image, display)

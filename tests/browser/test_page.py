@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.harness import (
+    canvas_box,
     to_page,
     draw_box,
     result_pixels,
@@ -129,3 +130,22 @@ def test_picking_another_candidate_changes_the_result(sam_page, artifacts):
     wait_for_result_change(page, before)
     page.locator(".st-key-candidates").get_by_role("button", name=f"✓ #{other + 1}").wait_for(timeout=15_000)
     page.screenshot(path=artifacts / "sam-candidates.png", full_page=True)
+
+
+def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
+    """The bundled sample, segmented, on a wide and on a narrow window (the README's screenshot comes from here)."""
+    from tests.browser.conftest import open_page
+
+    for width, height in ((1400, 900), (760, 1100)):
+        with open_page(browser, fallback_url, width, height) as page:
+            page.locator(".st-key-sample").get_by_text("Pick a sample").click()
+            page.get_by_role("option", name="Coffee cup").click()
+            wait_for_canvas(page)
+            before = result_pixels(page)
+            draw_box(page, (75, 15), (482, 392), image_size=(600, 400))
+            wait_for_objects(page, 1)
+            wait_for_result_change(page, before)
+            page.mouse.move(0, 0)
+            page.screenshot(path=artifacts / f"coffee-{width}.png")
+            box = canvas_box(page)
+            assert box["x"] + box["width"] <= width, "the canvas overflows the window"

@@ -1,0 +1,168 @@
+"""Faster ways to run SAM's image encoder on the CPU, all computing the same function.
+
+The encoder is where a CPU spends its time and memory: its global-attention
+blocks build a heads × 4096 × 4096 attention map (≈ 0.8 GB per block for
+vit_b). Backends, by name:
+
+- ``eager``: the model's own ``image_encoder``, untouched.
+- ``sdpa``: the same weights run through :class:`SdpaImageEncoder`, which
+  feeds the decomposed relative-position bias to PyTorch's fused
+  ``scaled_dot_product_attention`` a band of query rows at a time, so the
+  full map never exists.
+- ``openvino``: :class:`SdpaImageEncoder` converted to OpenVINO and
+  compiled for the CPU in fp32.
+
+All of them share the caller's parameters; none changes the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.modeling.image_encoder import Attention, Block, ImageEncoderViT, get_rel_pos, window_partition, window_unpartition
+
+from samdash.errors import SamdashError
+
+ImageEncoder = Callable[[torch.Tensor], torch.Tensor]
+
+BACKENDS = ("eager", "sdpa", "openvino")
+
+# Bytes of attention bias built at once per attention call; bands of query rows are sized to fit.
+# Small enough that a global block of vit_h stays far below its 1 GB full map, large enough that
+# the fused kernel still gets long runs of queries (vit_b: 10 of its 64 rows per band).
+_BIAS_BUDGET = 128 << 20
+
+
+def available_backends() -> list[str]:
+    """The backends this installation can run, fastest first."""
+    names = ["sdpa", "eager"]
+    if importlib.util.find_spec("openvino") is not None:
+        names.insert(0, "openvino")
+    return names
+
+
+def default_backend(device: torch.device | str = "cpu") -> str:
+    """OpenVINO on a CPU when it is installed (fastest there), else the memory-lean PyTorch path."""
+    if torch.device(device).type == "cpu" and "openvino" in available_backends():
+        return "openvino"
+    return "sdpa"
+
+
+def make_encoder(model: Sam, backend: str = "auto") -> ImageEncoder:
+    """An image encoder for ``model`` run by ``backend`` ("auto" picks :func:`default_backend`).
+
+    Takes SAM's preprocessed (1, 3, S, S) tensor and returns its (1, 256, S/16, S/16) embedding.
+    """
+    name = backend.strip().lower() or "auto"
+    device = next(model.parameters()).device
+    if name == "auto":
+        name = default_backend(device)
+    if name == "eager":
+        return model.image_encoder
+    if name == "sdpa":
+        return SdpaImageEncoder(model.image_encoder)
+    if name == "openvino":
+        if name not in available_backends():
+            raise SamdashError("The openvino encoder backend needs the openvino package: pip install openvino.")
+        if device.type != "cpu":
+            raise SamdashError(f"The openvino encoder backend runs on the CPU, but the model is on {device}.")
+        return OpenVinoEncoder(SdpaImageEncoder(model.image_encoder))
+    raise SamdashError(f"Unknown encoder backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}.")
+
+
+def attention(attn: Attention, x: torch.Tensor, bias_budget: int = _BIAS_BUDGET) -> torch.Tensor:
+    """What ``attn(x)`` computes, for x of shape (B, H, W, dim), without the (B·heads, HW, HW) map.
+
+    The relative-position bias of a query at row i, column j towards a key at
+    (k, l) is rel_h[i, j, k] + rel_w[i, j, l]; it is expanded to a full additive
+    mask only for one band of query rows at a time.
+    """
+    batch, height, width, _ = x.shape
+    heads = attn.num_heads
+    tokens = height * width
+    qkv = attn.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # each (B, heads, HW, head_dim)
+    if not attn.use_rel_pos:
+        out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    else:
+        rows_q = q.reshape(batch, heads, height, width, -1)
+        # Contiguous, so that each band's sum below is laid out as the mask SDPA reads (no copy).
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", rows_q, get_rel_pos(height, height, attn.rel_pos_h)).contiguous()
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", rows_q, get_rel_pos(width, width, attn.rel_pos_w)).contiguous()
+        bytes_per_row = batch * heads * width * tokens * q.element_size()
+        band = max(1, min(height, bias_budget // bytes_per_row))
+        bands = []
+        for top in range(0, height, band):
+            rows = slice(top, top + band)
+            bias = (rel_h[:, :, rows, :, :, None] + rel_w[:, :, rows, :, None, :]).flatten(2, 3).flatten(3, 4)
+            bands.append(F.scaled_dot_product_attention(q[:, :, top * width : (top + band) * width], k, v, attn_mask=bias, scale=attn.scale))
+            del bias  # before the next band's is built, so at most one exists
+        out = bands[0] if len(bands) == 1 else torch.cat(bands, dim=2)
+    out = out.view(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
+    return attn.proj(out)
+
+
+def _block(block: Block, x: torch.Tensor, bias_budget: int) -> torch.Tensor:
+    """``block(x)`` with :func:`attention` in place of the block's own attention."""
+    shortcut = x
+    x = block.norm1(x)
+    if block.window_size > 0:
+        height, width = x.shape[1], x.shape[2]
+        windows, padded = window_partition(x, block.window_size)
+        x = window_unpartition(attention(block.attn, windows, bias_budget), block.window_size, padded, (height, width))
+    else:
+        x = attention(block.attn, x, bias_budget)
+    x = shortcut + x
+    return x + block.mlp(block.norm2(x))
+
+
+class SdpaImageEncoder(torch.nn.Module):
+    """SAM's ViT image encoder with memory-lean fused attention, sharing the original's parameters."""
+
+    def __init__(self, encoder: ImageEncoderViT, bias_budget: int = _BIAS_BUDGET) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.bias_budget = bias_budget
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        encoder = self.encoder
+        x = encoder.patch_embed(x)
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        for block in encoder.blocks:
+            x = _block(block, x, self.bias_budget)
+        return encoder.neck(x.permute(0, 3, 1, 2))
+
+
+class OpenVinoEncoder:
+    """A PyTorch encoder converted to OpenVINO and compiled for the CPU in full fp32.
+
+    fp32 is pinned because on CPUs with bf16 units OpenVINO would otherwise
+    pick bf16 and drift from PyTorch. Calls are serialised: the compiled model
+    owns its working memory, and two encodes at once would only share the same cores.
+    """
+
+    def __init__(self, module: torch.nn.Module, input_size: int | None = None) -> None:
+        import openvino as ov
+
+        size = input_size or getattr(module, "encoder", module).img_size
+        example = torch.zeros(1, 3, size, size)
+        with torch.no_grad():
+            converted = ov.convert_model(module, example_input=example, input=[(1, 3, size, size)])
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        self._compiled = ov.Core().compile_model(converted, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        with self._lock:
+            self._request.infer({0: array})
+            out = self._request.get_output_tensor(0).data.copy()
+        return torch.from_numpy(out).to(x.device)
