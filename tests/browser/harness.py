@@ -47,9 +47,21 @@ def to_page(page: Page, xy: tuple[float, float], image_size: tuple[int, int]) ->
     return box["x"] + xy[0] * scale, box["y"] + xy[1] * scale
 
 
+def choose_mode(page: Page, name: str) -> None:
+    """Pick a drawing mode and let the rerun it causes finish, so the next stroke lands in that mode."""
+    radio = page.get_by_role("radio", name=name, exact=True)
+    if radio.get_attribute("aria-checked") != "true":
+        radio.click()
+        page.wait_for_function(
+            "name => [...document.querySelectorAll('[role=radio]')].some(r => r.innerText.trim() === name && r.getAttribute('aria-checked') === 'true')",
+            arg=name,
+        )
+        page.wait_for_timeout(800)
+
+
 def draw_box(page: Page, start: tuple[float, float], end: tuple[float, float], image_size: tuple[int, int]) -> None:
     """Drag a box from ``start`` to ``end`` (image pixels) in Box mode."""
-    page.get_by_role("radio", name="Box", exact=True).click()
+    choose_mode(page, "Box")
     x0, y0 = to_page(page, start, image_size)
     x1, y1 = to_page(page, end, image_size)
     page.mouse.move(x0, y0)

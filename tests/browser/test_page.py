@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.browser.harness import (
     canvas_box,
+    choose_mode,
     to_page,
     draw_box,
     result_pixels,
@@ -89,8 +90,7 @@ def test_exclude_point_delete_and_bad_upload(fallback_page, artifacts):
     assert _outline_near_block_edge(pixels, scale) > 10, "the box should first take the block too"
 
     # An exclude point on the block removes it from the object.
-    page.get_by_role("radio", name="Exclude point", exact=True).click()
-    page.wait_for_timeout(500)
+    choose_mode(page, "Exclude point")
     x, y = to_page(page, (560, 300), (900, 600))
     page.mouse.click(x, y)
     pixels = wait_for_result_change(page, pixels)
@@ -138,7 +138,7 @@ def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
 
     for width, height in ((1400, 900), (760, 1100)):
         with open_page(browser, fallback_url, width, height) as page:
-            page.locator(".st-key-sample").get_by_text("Pick a sample").click()
+            page.locator("[data-testid=stSelectbox]").filter(has_text="or a sample").locator("input, [role=combobox]").first.click()
             page.get_by_role("option", name="Coffee cup").click()
             wait_for_canvas(page)
             before = result_pixels(page)
