@@ -38,6 +38,7 @@ class Settings:
     model_dir: Path = field(default_factory=default_model_dir)
     download_base: str = DEFAULT_DOWNLOAD_BASE
     device: str = "auto"
+    encoder_backend: str = "auto"
     embedding_cache_mb: int = 512
     max_image_pixels: int = 50_000_000
 
@@ -49,6 +50,7 @@ class Settings:
             model_dir=_env_path("SAMDASH_MODEL_DIR") or default_model_dir(),
             download_base=os.environ.get("SAMDASH_DOWNLOAD_BASE", "").strip() or DEFAULT_DOWNLOAD_BASE,
             device=os.environ.get("SAMDASH_DEVICE", "").strip() or "auto",
+            encoder_backend=os.environ.get("SAMDASH_ENCODER_BACKEND", "").strip() or "auto",
             embedding_cache_mb=_env_int("SAMDASH_EMBEDDING_CACHE_MB", 512),
             max_image_pixels=_env_int("SAMDASH_MAX_IMAGE_PIXELS", 50_000_000),
         )

@@ -3,6 +3,7 @@ the GrabCut fallback otherwise, so the tool still works offline."""
 
 from __future__ import annotations
 
+from samdash.backends import make_encoder
 from samdash.config import Settings
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.models import load_model, select_device
@@ -16,5 +17,6 @@ def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache
         loaded.model,
         name=f"SAM {loaded.model_type}",
         cache=cache,
+        encoder=make_encoder(loaded.model, settings.encoder_backend),
         cache_id=f"{loaded.model_type}:{loaded.checkpoint.resolve()}",
     )

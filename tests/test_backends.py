@@ -132,6 +132,30 @@ def test_auto_picks_an_available_backend(model, preprocessed):
         assert _relative(encoder(preprocessed), model.image_encoder(preprocessed)) <= 1e-4
 
 
+class _PoolingEncoder(torch.nn.Module):
+    """Stands in for an encoder that is not SAM's ViT (MobileSAM's TinyViT, say)."""
+
+    img_size = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, 256, kernel_size=16, stride=16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.proj(x))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_other_encoders_run_as_they_are(preprocessed, name):
+    sam = build_tiny_sam(seed=8).eval()
+    sam.image_encoder = _PoolingEncoder()
+    encoder = make_encoder(sam, name)
+    if name != "openvino":
+        assert encoder is sam.image_encoder
+    with torch.inference_mode():
+        assert _relative(encoder(preprocessed), sam.image_encoder(preprocessed)) <= 1e-4
+
+
 def test_unknown_backend_is_refused(model):
     with pytest.raises(SamdashError, match="Unknown encoder backend"):
         make_encoder(model, "tensorrt")
