@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from samdash.engine import EmbeddingCache, SamEngine
 from tests.tiny_sam import build_tiny_sam
@@ -10,6 +13,14 @@ from tests.tiny_sam import build_tiny_sam
 @pytest.fixture(scope="session")
 def tiny_sam():
     return build_tiny_sam()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_sam) -> Path:
+    """The tiny SAM saved as a checkpoint file, for tests that load it the way users do."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"
+    torch.save(tiny_sam.state_dict(), path)
+    return path
 
 
 @pytest.fixture

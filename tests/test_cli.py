@@ -13,22 +13,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from pycocotools.coco import COCO
 
 from samdash import models
 from samdash.cli import main
 from tests.test_download import server  # noqa: F401 - the loopback HTTP server fixture
-from tests.tiny_sam import build_tiny_sam
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    torch.save(build_tiny_sam().state_dict(), path)
-    return path
 
 
 @pytest.fixture
@@ -49,10 +40,10 @@ def _run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_boxes_and_points_on_a_folder(checkpoint, images, tmp_path):
+def test_boxes_and_points_on_a_folder(tiny_checkpoint, images, tmp_path):
     out_dir = tmp_path / "out"
     code, out, err = _run(
-        "segment", str(images), "--checkpoint", str(checkpoint), "--device", "cpu",
+        "segment", str(images), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
         "--box", "40,60,170,180", "--box", "200,20,300,100", "--point", "90,110", "--point", "60,70,0",
         "--out", str(out_dir), "--format", "coco,yolo,png,cutout,overlay",
     )
@@ -65,11 +56,11 @@ def test_boxes_and_points_on_a_folder(checkpoint, images, tmp_path):
         assert (folder / "object-1-mask.png").exists() or any(folder.glob("*object*1*mask*.png"))
 
 
-def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(checkpoint, images, tmp_path):
+def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(tiny_checkpoint, images, tmp_path):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     out_dir = tmp_path / "out"
     code, out, err = _run(
-        "segment", str(images), "--checkpoint", str(checkpoint), "--box", "40,60,170,180", "--out", str(out_dir)
+        "segment", str(images), "--checkpoint", str(tiny_checkpoint), "--box", "40,60,170,180", "--out", str(out_dir)
     )
     assert code == 1
     assert err.count("\n") == 1 and "broken.png" in err and "Traceback" not in err
@@ -77,9 +68,9 @@ def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(checkpoint, imag
     assert sorted(p.name for p in out_dir.iterdir()) == ["img0", "img1", "img2"]
 
 
-def test_a_box_outside_the_image_names_the_file(checkpoint, images, tmp_path):
+def test_a_box_outside_the_image_names_the_file(tiny_checkpoint, images, tmp_path):
     code, _, err = _run(
-        "segment", str(images / "img0.png"), "--checkpoint", str(checkpoint), "--box", "500,500,600,600", "--out", str(tmp_path)
+        "segment", str(images / "img0.png"), "--checkpoint", str(tiny_checkpoint), "--box", "500,500,600,600", "--out", str(tmp_path)
     )
     assert code == 1 and "img0.png" in err and "no area" in err
 
@@ -106,9 +97,9 @@ def test_fallback_when_asked(images, tmp_path, monkeypatch):
     assert ((mask > 0) & (truth > 0)).sum() / ((mask > 0) | (truth > 0)).sum() > 0.9
 
 
-def test_everything_makes_objects(checkpoint, images, tmp_path):
+def test_everything_makes_objects(tiny_checkpoint, images, tmp_path):
     code, out, err = _run(
-        "segment", str(images / "img1.png"), "--checkpoint", str(checkpoint), "--everything", "--points-per-side", "4",
+        "segment", str(images / "img1.png"), "--checkpoint", str(tiny_checkpoint), "--everything", "--points-per-side", "4",
         "--pred-iou-thresh", "0", "--stability-thresh", "0",
         "--out", str(tmp_path / "o"), "--format", "coco",
     )

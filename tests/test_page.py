@@ -6,12 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.prompts import EXCLUDE, INCLUDE
-from tests.tiny_sam import build_tiny_sam
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 # The default image is the bundled cat sample, 451×300; the canvas shows it at half size here.
@@ -23,18 +21,11 @@ def _circle(x: float, y: float, fill: str) -> dict:
     return {"type": "circle", "left": x - 7, "top": y - 7, "radius": 6, "strokeWidth": 2, "fill": fill}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    torch.save(build_tiny_sam().state_dict(), path)
-    return path
-
-
 @pytest.fixture
-def app(monkeypatch, checkpoint, tmp_path) -> AppTest:
+def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
     for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
     monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
     at = AppTest.from_file(APP, default_timeout=120)

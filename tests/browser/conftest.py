@@ -13,10 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 from playwright.sync_api import Page
 
-from tests.tiny_sam import build_tiny_sam
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -51,13 +49,6 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60) -> 
         except OSError:
             time.sleep(0.3)
     raise TimeoutError("streamlit did not come up")
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"
-    torch.save(build_tiny_sam().state_dict(), path)
-    return path
 
 
 @contextmanager
