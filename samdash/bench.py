@@ -43,6 +43,7 @@ from segment_anything.modeling.image_encoder import Attention
 
 from samdash.backends import available_backends, default_backend, make_encoder
 from samdash.engine import Embedding, EmbeddingCache, SamEngine
+from samdash.imaging import display_copy
 from samdash.prompts import box_prompt
 from samdash.render import Layer, contours_of, draw_layers, palette_color
 
@@ -174,15 +175,6 @@ def bench_encode(models: Sequence[str], backends: Sequence[str], repeats: int) -
 # 2. Prompt → outline on a cached embedding (our path).
 
 
-def display_copy(image: np.ndarray) -> np.ndarray:
-    """The copy the page shows: at most DISPLAY_MAX px on its longer side."""
-    height, width = image.shape[:2]
-    scale = min(1.0, DISPLAY_MAX / max(height, width))
-    if scale == 1.0:
-        return image
-    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-
-
 def prompt_to_outline(engine: SamEngine, embedding: Embedding, image: np.ndarray, display: np.ndarray, box: Box) -> dict[str, float]:
     """Milliseconds per stage from a drawn box to the JPEG the browser receives."""
     height, width = image.shape[:2]
@@ -217,7 +209,7 @@ def bench_prompts(model: Sam, sizes: dict[str, tuple[int, int]], repeats: int, b
     results: dict[str, object] = {"ours_backend": backend}
     for label, (width, height) in sizes.items():
         image = scene(width, height)
-        display = display_copy(image)
+        display, _ = display_copy(image, DISPLAY_MAX)
         embeds = [engine.embed(image, f"{label}-{repeat}").encode_seconds for repeat in range(repeats)]
         embedding = engine.embed(image, f"{label}-0")
         prompt_to_outline(engine, embedding, image, display, boxes(width, height)[0])  # warm-up
