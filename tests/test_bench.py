@@ -6,10 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from samdash.backends import available_backends
-from samdash.bench import DISPLAY_MAX, boxes, display_copy
+from samdash.bench import boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +38,6 @@ def test_quick_run_ends_with_a_json_summary():
     assert _positive(summary["speedup_vs_stock_5_boxes"])
 
 
-def test_display_copy_is_capped_and_boxes_lie_inside_the_image():
-    image = np.zeros((3000, 4000, 3), np.uint8)
-    assert max(display_copy(image).shape[:2]) == DISPLAY_MAX
-    small = np.zeros((480, 640, 3), np.uint8)
-    assert display_copy(small) is small
+def test_boxes_lie_inside_the_image():
     for x0, y0, x1, y1 in boxes(4000, 3000):
         assert 0 <= x0 < x1 <= 4000 and 0 <= y0 < y1 <= 3000
