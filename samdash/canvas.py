@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samdash.errors import PromptError
 from samdash.prompts import EXCLUDE, INCLUDE, Prompt, box_prompt, freehand_prompt, point_prompt, region_prompt
 
 ShapeKind = Literal["box", "freehand", "polygon", "point"]
