@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from samdash.config import Settings
+from samdash.download import progress_text
 from samdash.engine import Embedding, EmbeddingCache, SamEngine, Segmenter
 from samdash.errors import SamdashError
 from samdash.everything import EverythingParams, segment_everything
@@ -181,9 +182,8 @@ def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     def progress(done: int, total: int | None) -> None:
         total = total or spec.size_bytes
-        rate = done / max(time.monotonic() - start, 1e-3) / 1e6
         filled = int(30 * done / total)
-        print(f"\r{spec.filename} [{'#' * filled}{'.' * (30 - filled)}] {done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:.1f} MB/s", end="", file=err)
+        print(f"\r{spec.filename} [{'#' * filled}{'.' * (30 - filled)}] {progress_text(done, total, start)}", end="", file=err)
 
     path = download_checkpoint(args.model, _settings(args), progress=progress)
     print(file=err)

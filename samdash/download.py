@@ -60,6 +60,15 @@ class _PartFile:
         self.path.unlink(missing_ok=True)
 
 
+def progress_text(done: int, total: int, started: float) -> str:
+    """Progress such as "120 / 375 MB · 11.8 MB/s", worded alike in the page and the CLI.
+
+    ``started`` is the download's start on the ``time.monotonic`` clock.
+    """
+    rate = done / max(time.monotonic() - started, 1e-3) / 1e6
+    return f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB · {rate:.1f} MB/s"
+
+
 def download_file(
     url: str,
     dest: Path,

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from samdash.config import Settings
+from samdash.download import progress_text
 from samdash.engine import Segmenter
 from samdash.errors import SamdashError
 from samdash.models import CATALOGUE, DEFAULT_MODEL, checkpoint_state, download_checkpoint, locate_checkpoint
@@ -49,8 +50,7 @@ def _download(model_type: str, settings: Settings) -> None:
 
     def progress(done: int, total: int | None) -> None:
         total = total or spec.size_bytes
-        rate = done / max(time.monotonic() - start, 1e-3) / 1e6
-        bar.progress(min(done / total, 1.0), text=f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB · {rate:.1f} MB/s")
+        bar.progress(min(done / total, 1.0), text=progress_text(done, total, start))
 
     try:
         download_checkpoint(model_type, settings, progress=progress)

@@ -28,14 +28,18 @@ pytestmark = pytest.mark.browser
 DISC_CENTRE, DISC_RADIUS = (300, 300), 150
 
 
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _scene_png() -> bytes:
     rng = np.random.default_rng(1)
     image = rng.integers(110, 150, size=(600, 900, 3), dtype=np.uint8)
     cv2.circle(image, DISC_CENTRE, DISC_RADIUS, (220, 40, 40), -1)
     image[180:420, 600:840] = (40, 60, 200)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(image)
 
 
 def _outline_distances(pixels: np.ndarray, color: tuple[int, int, int], scale: float) -> np.ndarray:
@@ -68,9 +72,7 @@ def _touching_png() -> bytes:
     image[220:380, 420:620] = (40, 60, 200)
     cv2.circle(image, DISC_CENTRE, DISC_RADIUS, (220, 40, 40), -1)
     image[450:550, 740:840] = (40, 180, 60)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(image)
 
 
 def _outline_near_block_edge(pixels: np.ndarray, scale: float) -> int:
