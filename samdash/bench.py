@@ -36,7 +36,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor, sam_model_registry
+from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.modeling.image_encoder import Attention
@@ -44,6 +44,7 @@ from segment_anything.modeling.image_encoder import Attention
 from samdash.backends import available_backends, default_backend, make_encoder
 from samdash.engine import Embedding, EmbeddingCache, SamEngine
 from samdash.imaging import display_copy
+from samdash.models import ARCHITECTURES
 from samdash.prompts import box_prompt
 from samdash.render import Layer, contours_of, draw_layers, palette_color
 
@@ -59,20 +60,23 @@ T = TypeVar("T")
 def build_model(name: str) -> Sam:
     """A randomly initialised model, the same in every process.
 
-    The relative-position tables get small random values (a fresh model has
-    zeros), so the exactness check covers the attention bias.
+    The attention position biases get small random values (a fresh model
+    has zeros), so the exactness check covers them.
     """
     torch.manual_seed(0)
     if name == "tiny":
         model = _build_sam(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=[1])
     else:
-        model = sam_model_registry[name]()
+        model = ARCHITECTURES[name].build()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, Attention) and module.use_rel_pos:
                 module.rel_pos_h.normal_(std=0.02)
                 module.rel_pos_w.normal_(std=0.02)
-    return model.eval()
+            biases = getattr(module, "attention_biases", None)  # TinyViT's (MobileSAM)
+            if isinstance(biases, torch.nn.Parameter):
+                biases.normal_(std=0.02)
+    return model.eval()  # also refreshes TinyViT's bias tables, which it caches on eval()
 
 
 def scene(width: int, height: int) -> np.ndarray:
@@ -251,20 +255,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="full-size models and 1 MP / 12 MP images (the default)")
     mode.add_argument("--quick", action="store_true", help="a tiny encoder and small images, in well under a minute")
-    parser.add_argument("--models", help="comma-separated: vit_b, vit_l, vit_h (default vit_b; tiny with --quick)")
+    parser.add_argument("--models", help="comma-separated: vit_b, vit_l, vit_h, vit_t (default vit_b,vit_t; tiny with --quick)")
     parser.add_argument("--backends", help=f"comma-separated encoder backends (default: {','.join(available_backends())})")
     parser.add_argument("--repeats", type=int, help="runs per measurement (default 3; 1 with --quick)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    models = (args.models or ("tiny" if args.quick else "vit_b")).split(",")
+    models = (args.models or ("tiny" if args.quick else "vit_b,vit_t")).split(",")
     backends = (args.backends or ",".join(available_backends())).split(",")
     if args.worker:
         encode_worker(models[0], backends[0], args.save)
         return 0
-    unknown = [name for name in models if name != "tiny" and name not in sam_model_registry]
+    unknown = [name for name in models if name != "tiny" and name not in ARCHITECTURES]
     if unknown:
-        parser.error(f"unknown model {unknown[0]!r}; choose from tiny, vit_b, vit_l, vit_h")
+        parser.error(f"unknown model {unknown[0]!r}; choose from tiny, {', '.join(ARCHITECTURES)}")
     missing = [name for name in backends if name not in available_backends()]
     if missing:
         parser.error(f"backend {missing[0]!r} is not available here; choose from {', '.join(available_backends())}")

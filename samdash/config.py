@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DOWNLOAD_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
-
 
 def default_model_dir() -> Path:
     """A per-user cache directory, following XDG where it is set."""
@@ -36,7 +34,8 @@ class Settings:
     checkpoint: Path | None = None
     model_type: str | None = None
     model_dir: Path = field(default_factory=default_model_dir)
-    download_base: str = DEFAULT_DOWNLOAD_BASE
+    # A mirror holding every checkpoint under its file name; None fetches each from its publisher.
+    download_base: str | None = None
     device: str = "auto"
     encoder_backend: str = "auto"
     embedding_cache_mb: int = 512
@@ -48,7 +47,7 @@ class Settings:
             checkpoint=_env_path("SAMDASH_CHECKPOINT"),
             model_type=os.environ.get("SAMDASH_MODEL_TYPE", "").strip() or None,
             model_dir=_env_path("SAMDASH_MODEL_DIR") or default_model_dir(),
-            download_base=os.environ.get("SAMDASH_DOWNLOAD_BASE", "").strip() or DEFAULT_DOWNLOAD_BASE,
+            download_base=os.environ.get("SAMDASH_DOWNLOAD_BASE", "").strip() or None,
             device=os.environ.get("SAMDASH_DEVICE", "").strip() or "auto",
             encoder_backend=os.environ.get("SAMDASH_ENCODER_BACKEND", "").strip() or "auto",
             embedding_cache_mb=_env_int("SAMDASH_EMBEDDING_CACHE_MB", 512),

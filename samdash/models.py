@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Literal
 import torch
 from segment_anything import sam_model_registry
 from segment_anything.build_sam import _build_sam
+from segment_anything.modeling import Sam
 
 from samdash.config import Settings
 from samdash.download import Progress, download_file
@@ -25,6 +27,12 @@ from samdash.errors import CheckpointError, DownloadError, SamdashError
 
 DEFAULT_MODEL = "vit_b"
 PATCH_EMBED = "image_encoder.patch_embed.proj.weight"
+# The first convolution of MobileSAM's TinyViT encoder (SAM's ViTs have none by this name).
+TINY_VIT_STEM = "image_encoder.patch_embed.seq.0.c.weight"
+SAM_DOWNLOADS = "https://dl.fbaipublicfiles.com/segment_anything/"
+# The official MobileSAM repository at a fixed commit, so the file behind the URL cannot change.
+MOBILE_SAM_DOWNLOADS = "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/f706ad9c4eb7f219c00d9050e46328518ffb65d2/weights/"
+MOBILE_SAM_PACKAGES = "mobilesam-mirror==1.0.0 timm==1.0.31"
 _SAM_PREFIXES = ("image_encoder.", "mask_decoder.")
 # Where training scripts tuck the weights inside a bigger dictionary.
 _WRAPPER_KEYS = ("model", "state_dict")
@@ -37,6 +45,8 @@ class CheckpointSpec:
     sha256: str
     size_bytes: int
     description: str
+    # Where the publisher serves the file (a directory URL; the file name is appended).
+    source: str = SAM_DOWNLOADS
 
 
 CATALOGUE: dict[str, CheckpointSpec] = {
@@ -63,6 +73,14 @@ CATALOGUE: dict[str, CheckpointSpec] = {
             2_564_550_879,
             "SAM ViT-H (huge, most accurate)",
         ),
+        CheckpointSpec(
+            "vit_t",
+            "mobile_sam.pt",
+            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            40_728_226,
+            "MobileSAM (TinyViT, fastest on a CPU)",
+            MOBILE_SAM_DOWNLOADS,
+        ),
     )
 }
 
@@ -79,11 +97,33 @@ class Architecture:
     signature: tuple[str, int]
 
 
-# Every model type the app can build; a new one (e.g. MobileSAM's "vit_t") is one entry here.
+def build_mobile_sam() -> Sam:
+    """MobileSAM: the official TinyViT image encoder with SAM's prompt encoder and mask decoder.
+
+    The ``mobile_sam`` package (an optional dependency) builds the model; its
+    parts are put into segment_anything's own ``Sam``, so that everything
+    after the encoder runs the same code as for the SAM models.
+    """
+    try:
+        with warnings.catch_warnings():
+            # mobile_sam imports timm's deprecated module paths and re-registers TinyViT names: noise, not faults.
+            warnings.simplefilter("ignore")
+            from mobile_sam import build_sam_vit_t
+    except ImportError as exc:
+        raise CheckpointError(
+            f"MobileSAM needs the optional packages {MOBILE_SAM_PACKAGES} "
+            f"(pip install {MOBILE_SAM_PACKAGES}); importing them failed: {exc}."
+        ) from None
+    mobile = build_sam_vit_t()
+    return Sam(mobile.image_encoder, mobile.prompt_encoder, mobile.mask_decoder)
+
+
+# Every model type the app can build, each with the tensor that tells its weights apart.
 ARCHITECTURES: dict[str, Architecture] = {
     "vit_b": Architecture(sam_model_registry["vit_b"], (PATCH_EMBED, 768)),
     "vit_l": Architecture(sam_model_registry["vit_l"], (PATCH_EMBED, 1024)),
     "vit_h": Architecture(sam_model_registry["vit_h"], (PATCH_EMBED, 1280)),
+    "vit_t": Architecture(build_mobile_sam, (TINY_VIT_STEM, 32)),
 }
 
 
@@ -105,7 +145,9 @@ def checkpoint_spec(model_type: str) -> CheckpointSpec:
 
 
 def checkpoint_url(spec: CheckpointSpec, settings: Settings) -> str:
-    return settings.download_base.rstrip("/") + "/" + spec.filename
+    """The publisher's URL, or the file's place on the mirror ``settings.download_base`` when one is set."""
+    base = settings.download_base or spec.source
+    return base.rstrip("/") + "/" + spec.filename
 
 
 def _part_path(path: Path) -> Path:
@@ -260,8 +302,9 @@ def infer_model_type(state_dict: Mapping[str, torch.Tensor]) -> str:
     if model_type is None:
         tensor = state_dict.get(PATCH_EMBED)
         found = f"an image encoder {tensor.shape[0]} wide" if tensor is not None and tensor.ndim else "no known encoder"
-        known = ", ".join(f"{name} ({arch.signature[1]})" for name, arch in ARCHITECTURES.items())
-        raise CheckpointError(f"The weights have {found}, which matches none of the known model types: {known}.")
+        raise CheckpointError(
+            f"The weights have {found}, which matches none of the known model types: {', '.join(ARCHITECTURES)}."
+        )
     return model_type
 
 

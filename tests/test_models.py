@@ -58,6 +58,7 @@ def test_catalogue_lists_the_official_checkpoints():
         "vit_b": ("sam_vit_b_01ec64.pth", 375042383),
         "vit_l": ("sam_vit_l_0b3195.pth", 1249524607),
         "vit_h": ("sam_vit_h_4b8939.pth", 2564550879),
+        "vit_t": ("mobile_sam.pt", 40728226),
     }
     assert CATALOGUE["vit_b"].sha256 == "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"
     assert all(key == spec.model_type and key in ARCHITECTURES for key, spec in CATALOGUE.items())
