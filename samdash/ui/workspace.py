@@ -23,6 +23,7 @@ from samdash.ui.display import background_jpeg, fit_size, resized
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
+from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import Workspace, workspace_for
@@ -134,6 +135,7 @@ def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOption
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
         drawn = _canvas(workspace, image, mode)
+        send_drawings_on_release()
         if drawn is not None:
             shapes, objects = drawn
             if len(shapes) < workspace.processed:
