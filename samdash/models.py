@@ -57,7 +57,7 @@ CATALOGUE: dict[str, CheckpointSpec] = {
             "sam_vit_b_01ec64.pth",
             "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
             375_042_383,
-            "SAM ViT-B (base, fastest)",
+            "SAM ViT-B (base)",
         ),
         CheckpointSpec(
             "vit_l",
@@ -71,14 +71,14 @@ CATALOGUE: dict[str, CheckpointSpec] = {
             "sam_vit_h_4b8939.pth",
             "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             2_564_550_879,
-            "SAM ViT-H (huge, most accurate)",
+            "SAM ViT-H (most accurate)",
         ),
         CheckpointSpec(
             "vit_t",
             "mobile_sam.pt",
             "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
             40_728_226,
-            "MobileSAM (TinyViT, fastest on a CPU)",
+            "MobileSAM (fast on a CPU)",
             MOBILE_SAM_DOWNLOADS,
         ),
     )

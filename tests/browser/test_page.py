@@ -56,6 +56,8 @@ def test_box_drawn_by_mouse_outlines_the_object(fallback_page, artifacts):
     before = result_pixels(page)
     draw_box(page, (130, 130), (470, 470), image_size=(900, 600))
     wait_for_objects(page, 1)
+    # The drawing went out on mouse-up through the canvas's own send button, not after its debounce.
+    assert page.locator("[data-sent]").first.get_attribute("data-sent") == "1"
     pixels = wait_for_result_change(page, before)
     page.screenshot(path=artifacts / "fallback-box.png", full_page=True)
     scale = pixels.shape[1] / 900
