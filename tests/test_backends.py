@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
@@ -11,7 +10,7 @@ from segment_anything.modeling.image_encoder import Attention
 from samdash.backends import SdpaImageEncoder, attention, available_backends, make_encoder
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.errors import SamdashError
-from samdash.prompts import Prompt, box_prompt, point_prompt
+from tests.agreement import assert_same_candidates
 from tests.tiny_sam import build_tiny_sam
 
 BACKENDS = available_backends()
@@ -63,29 +62,8 @@ def test_embedding_matches_eager(model, encoders, preprocessed, name):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_masks_match_stock_predictor(model, encoders, scene, name):
-    height, width = scene.shape[:2]
-    prompts: list[Prompt] = [
-        box_prompt((120, 100, 320, 300), width, height),
-        point_prompt((480, 360), 1, width, height),
-        Prompt(box=(400.0, 280.0, 580.0, 440.0), points=np.array([[100, 50]], np.float32), labels=np.array([0], np.int32)),
-    ]
-    predictor = SamPredictor(model)
-    predictor.set_image(scene)
     engine = SamEngine(model, "tiny", EmbeddingCache(64 << 20), encoder=encoders[name])
-    embedding = engine.embed(scene, "scene")
-    for prompt in prompts:
-        expected_masks, expected_scores, _ = predictor.predict(
-            point_coords=prompt.points if len(prompt.points) else None,
-            point_labels=prompt.labels if len(prompt.points) else None,
-            box=np.asarray(prompt.box) if prompt.box is not None else None,
-        )
-        candidates = engine.predict(embedding, prompt)
-        np.testing.assert_allclose(candidates.scores, expected_scores, atol=1e-3)
-        for index, expected in enumerate(expected_masks):
-            actual = candidates.mask(index)
-            union = np.logical_or(actual, expected).sum()
-            iou = np.logical_and(actual, expected).sum() / union if union else 1.0
-            assert iou >= 0.999, f"mask {index}: IoU {iou:.5f}"
+    assert_same_candidates(engine, SamPredictor(model), scene)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from samdash.config import Settings
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.errors import CheckpointError
 from samdash.models import CATALOGUE, MOBILE_SAM_PACKAGES, build_model, checkpoint_url, load_model
-from samdash.prompts import Prompt, box_prompt, point_prompt
+from tests.agreement import assert_same_candidates
 from tests.test_page import APP, RECT, _draw
 
 with warnings.catch_warnings():
@@ -76,29 +76,9 @@ def test_sam_weights_are_not_taken_for_mobile_sam(tiny_checkpoint):
 
 @pytest.mark.parametrize("backend", available_backends())
 def test_masks_match_the_official_predictor(official, checkpoint, scene, backend):
-    height, width = scene.shape[:2]
-    prompts = [
-        box_prompt((120, 100, 320, 300), width, height),
-        point_prompt((480, 360), 1, width, height),
-        Prompt(box=(400.0, 280.0, 580.0, 440.0), points=np.array([[100, 50]], np.float32), labels=np.array([0], np.int32)),
-    ]
-    predictor = mobile_sam.SamPredictor(official)
-    predictor.set_image(scene)
     model = load_model("vit_t", Settings(checkpoint=checkpoint), "cpu").model
     engine = SamEngine(model, "SAM vit_t", EmbeddingCache(64 << 20), encoder=make_encoder(model, backend))
-    embedding = engine.embed(scene, "scene")
-    for prompt in prompts:
-        expected, expected_scores, _ = predictor.predict(
-            point_coords=prompt.points if len(prompt.points) else None,
-            point_labels=prompt.labels if len(prompt.points) else None,
-            box=np.asarray(prompt.box) if prompt.box is not None else None,
-        )
-        candidates = engine.predict(embedding, prompt)
-        np.testing.assert_allclose(candidates.scores, expected_scores, atol=1e-3)
-        for index, mask in enumerate(expected):
-            ours = candidates.mask(index)
-            union = np.logical_or(ours, mask).sum()
-            assert union == 0 or np.logical_and(ours, mask).sum() / union >= 0.999
+    assert_same_candidates(engine, mobile_sam.SamPredictor(official), scene)
 
 
 def test_without_the_package_the_error_says_what_to_install(monkeypatch):
