@@ -15,6 +15,5 @@ with st.sidebar:
     display = display_panel()
 header()
 fallback_banner(model, settings)
-image = image_picker(settings)
-if image is not None:
-    workspace_area(image, model, display)
+image_picker(settings)
+workspace_area(model, display)

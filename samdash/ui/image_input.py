@@ -40,8 +40,8 @@ def _on_sample() -> None:
         st.session_state.pop("upload_error", None)
 
 
-def image_picker(settings: Settings) -> LoadedImage | None:
-    """The chosen image (the first sample when nothing has been chosen yet)."""
+def image_picker(settings: Settings) -> None:
+    """The upload and sample pickers; the chosen image goes to the session (the first sample until one is chosen)."""
     st.session_state["settings"] = settings
     upload_col, sample_col = st.columns([3, 1], vertical_alignment="bottom")
     with upload_col:
@@ -59,4 +59,3 @@ def image_picker(settings: Settings) -> LoadedImage | None:
         st.error(f"{error}{kept}", icon="⚠️")
     if current_image() is None:
         set_image(_sample(next(iter(SAMPLES.values())), settings.max_image_pixels))
-    return current_image()

@@ -26,7 +26,7 @@ from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
-from samdash.ui.state import Workspace, workspace_for
+from samdash.ui.state import Workspace, current_image, workspace_for
 from samdash.ui.width_probe import column_width
 
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -122,7 +122,12 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
 
 
 @st.fragment
-def workspace_area(image: LoadedImage, model: ModelState, display: DisplayOptions) -> None:
+def workspace_area(model: ModelState, display: DisplayOptions) -> None:
+    # The image is read here, not passed in: a fragment rerun keeps the arguments of the last full run,
+    # and a drawing sent while a new image loads must not bring the previous image back.
+    image = current_image()
+    if image is None:
+        return
     workspace = workspace_for(image)
     segmenter = model.segmenter
     embedding = None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from samdash.ui.image_input import SAMPLES_DIR
 from tests.browser.harness import (
     canvas_box,
     choose_mode,
@@ -136,6 +138,23 @@ def test_picking_another_candidate_changes_the_result(sam_page, artifacts):
     page.screenshot(path=artifacts / "sam-candidates.png", full_page=True)
 
 
+def _difference(pixels: np.ndarray, sample: str) -> float:
+    """Mean absolute difference between the shown result and a bundled sample at the same size."""
+    image = Image.open(SAMPLES_DIR / sample).convert("RGB").resize((pixels.shape[1], pixels.shape[0]))
+    return float(np.abs(pixels[..., :3].astype(int) - np.asarray(image, int)).mean())
+
+
+def _wait_until_shown(page, sample: str, instead_of: str, timeout: float = 60) -> np.ndarray:
+    """The result's pixels once they show ``sample`` rather than ``instead_of`` (both of one aspect ratio)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pixels = result_pixels(page)
+        if _difference(pixels, sample) < _difference(pixels, instead_of):
+            return pixels
+        assert time.monotonic() < deadline, f"{sample} was chosen but {instead_of} is still shown"
+        page.wait_for_timeout(200)
+
+
 def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
     """The bundled sample, segmented, on a wide and on a narrow window (the README's screenshot comes from here)."""
     from tests.browser.conftest import open_page
@@ -145,10 +164,11 @@ def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
             page.locator("[data-testid=stSelectbox]").filter(has_text="or a sample").locator("input, [role=combobox]").first.click()
             page.get_by_role("option", name="Coffee cup").click()
             wait_for_canvas(page)
-            before = result_pixels(page)
+            before = _wait_until_shown(page, "coffee.jpg", instead_of="cat.jpg")
             draw_box(page, (75, 15), (482, 392), image_size=(600, 400))
             wait_for_objects(page, 1)
-            wait_for_result_change(page, before)
+            pixels = wait_for_result_change(page, before)
+            assert _difference(pixels, "coffee.jpg") < _difference(pixels, "cat.jpg"), "the chosen sample is not shown"
             page.mouse.move(0, 0)
             page.screenshot(path=artifacts / f"coffee-{width}.png")
             box = canvas_box(page)
