@@ -1,20 +1,25 @@
-"""Mouse-up to outline visible, in a real browser, for a 1 MP and a 12 MP image.
+"""Mouse-up to outline visible, in a real browser, for a 1 MP and a 12 MP image,
+and the server's peak memory over the whole session.
 
-Starts the app on 127.0.0.1 with a tiny random SAM (the prompt encoder and mask
-decoder are SAM's full-size ones, so the prompt path costs what it costs with
-vit_b), uploads a generated image, drags five boxes with the mouse and times,
-in the browser's own clock, from the mouse-up to the new result image decoded.
+Starts the app on 127.0.0.1 with a random-weight checkpoint (by default a tiny
+SAM: its prompt encoder and mask decoder are SAM's full-size ones, so the
+prompt path costs what it costs with vit_b), uploads a generated image, drags
+five boxes with the mouse and times, in the browser's own clock, from the
+mouse-up to the new result image decoded. ``--model vit_t`` (or vit_b, …)
+serves a full-size model instead, to see what a deployment holds in memory.
 
-    python benchmarks/browser_latency.py
+    python benchmarks/browser_latency.py [--model tiny|vit_b|vit_l|vit_h|vit_t]
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -26,8 +31,9 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from samdash.models import ARCHITECTURES  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: E402
-from tests.browser.harness import draw_box, upload, wait_for_canvas, wait_for_objects  # noqa: E402
+from tests.browser.harness import CANVAS, draw_box, upload, wait_for_canvas, wait_for_objects  # noqa: E402
 from tests.tiny_sam import build_tiny_sam  # noqa: E402
 
 SIZES = {"1mp": (1155, 866), "12mp": (4000, 3000)}
@@ -64,8 +70,19 @@ def _scene(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+def _aspect(page: Page) -> float:
+    box = page.locator(CANVAS).first.bounding_box()  # None while the canvas is being replaced
+    return box["width"] / box["height"] if box else 0.0
+
+
 def _latencies(page: Page, width: int, height: int) -> list[float]:
     upload(page, f"scene-{width}x{height}.jpg", _scene(width, height))
+    # The sample shown before the upload is 3:2 and the scene 4:3: wait for the scene's canvas, however long the encode.
+    deadline = time.monotonic() + 300
+    while abs(_aspect(page) - width / height) > 0.01:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the uploaded image never reached the canvas")
+        time.sleep(0.2)
     wait_for_canvas(page, settle=2.0, timeout=120)
     results = []
     for i in range(BOXES):
@@ -78,17 +95,30 @@ def _latencies(page: Page, width: int, height: int) -> list[float]:
     return results
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (Linux)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny", choices=["tiny", *ARCHITECTURES], help="random weights of this model")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(tmp) / "tiny.pth"
-        torch.save(build_tiny_sam().state_dict(), checkpoint)
+        checkpoint = Path(tmp) / f"{args.model}.pth"
+        model = build_tiny_sam() if args.model == "tiny" else ARCHITECTURES[args.model].build()
+        torch.save(model.state_dict(), checkpoint)
+        del model
         env = {"SAMDASH_CHECKPOINT": str(checkpoint), "SAMDASH_MODEL_DIR": tmp}
-        with serve_app(env, Path(tmp) / "streamlit.log") as url, sync_playwright() as playwright:
+        if args.model != "tiny":
+            env["SAMDASH_MODEL_TYPE"] = args.model
+        with serve_app(env, Path(tmp) / "streamlit.log") as served, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            summary = {}
+            summary: dict[str, object] = {"model": args.model}
             for name, (width, height) in SIZES.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
-                page.goto(url)
+                page.goto(served.url)
                 runs = _latencies(page, width, height)
                 page.close()
                 print(f"{name}: " + ", ".join(f"{ms:.0f}" for ms in runs) + " ms", file=sys.stderr)
@@ -97,6 +127,7 @@ def main() -> None:
                     "min": round(min(runs)),
                     "max": round(max(runs)),
                 }
+            summary["server_peak_rss_mb"] = round(_peak_rss_mb(served.pid))
             browser.close()
     print(json.dumps(summary))
 

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,14 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60) -> 
     raise TimeoutError("streamlit did not come up")
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+
+
 @contextmanager
-def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[str]:
+def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[Served]:
     """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMDASH_")}
@@ -70,7 +77,7 @@ def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(url, process)
-            yield url
+            yield Served(url, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -80,16 +87,16 @@ def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[str]:
 def sam_url(tiny_checkpoint, tmp_path_factory) -> Iterator[str]:
     """The app with a tiny random SAM checkpoint (real loading path, fast encoder)."""
     env = {"SAMDASH_CHECKPOINT": str(tiny_checkpoint), "SAMDASH_MODEL_DIR": str(tmp_path_factory.mktemp("models"))}
-    with serve_app(env, tmp_path_factory.mktemp("log") / "sam.log") as url:
-        yield url
+    with serve_app(env, tmp_path_factory.mktemp("log") / "sam.log") as served:
+        yield served.url
 
 
 @pytest.fixture(scope="session")
 def fallback_url(tmp_path_factory) -> Iterator[str]:
     """The app with no checkpoint anywhere: the GrabCut fallback, whose masks follow real edges."""
     env = {"SAMDASH_MODEL_DIR": str(tmp_path_factory.mktemp("empty-models"))}
-    with serve_app(env, tmp_path_factory.mktemp("log") / "fallback.log") as url:
-        yield url
+    with serve_app(env, tmp_path_factory.mktemp("log") / "fallback.log") as served:
+        yield served.url
 
 
 @pytest.fixture(scope="session")
