@@ -100,9 +100,10 @@ class Architecture:
 def build_mobile_sam() -> Sam:
     """MobileSAM: the official TinyViT image encoder with SAM's prompt encoder and mask decoder.
 
-    The ``mobile_sam`` package (an optional dependency) builds the model; its
-    parts are put into segment_anything's own ``Sam``, so that everything
-    after the encoder runs the same code as for the SAM models.
+    The ``mobile_sam`` package (an optional dependency) builds the model. Its
+    prompt encoder and mask decoder are SAM's own code, and its parts go into
+    segment_anything's ``Sam`` (pre- and post-processing), so the engine,
+    backends and exports treat it like any SAM model.
     """
     try:
         with warnings.catch_warnings():
