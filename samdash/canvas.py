@@ -6,7 +6,8 @@ importing the canvas component (which only imports inside a running app).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -45,6 +46,16 @@ class Shape:
     kind: ShapeKind
     points: np.ndarray
     label: int = INCLUDE
+    # The Fabric object it came from, to draw it again when the canvas is remounted.
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self) -> Hashable:
+        """What identifies this drawing across reruns: its Fabric geometry in canvas pixels.
+
+        Canvas pixels, not image pixels, so that a canvas resized with its column keeps its keys.
+        """
+        return drawing_key(self.raw)
 
     def to_prompt(self, width: int, height: int) -> Prompt:
         if self.kind == "box":
@@ -107,6 +118,14 @@ def _canvas_geometry(obj: dict[str, Any]) -> tuple[ShapeKind, np.ndarray, int] |
     return None
 
 
+_KEY_FIELDS = ("type", "left", "top", "width", "height", "scaleX", "scaleY", "angle", "radius", "fill", "path", "points")
+
+
+def drawing_key(obj: dict[str, Any]) -> Hashable:
+    """A Fabric object's type, place, size and fill; a moved or resized object gets another key."""
+    return repr([obj.get(name) for name in _KEY_FIELDS])
+
+
 def shapes_from_canvas(json_data: dict[str, Any] | None, fit: BackgroundFit) -> list[Shape]:
     """Every drawn object, in drawing order, converted to image pixels; unknown object types are skipped."""
     shapes = []
@@ -114,6 +133,6 @@ def shapes_from_canvas(json_data: dict[str, Any] | None, fit: BackgroundFit) -> 
         geometry = _canvas_geometry(obj)
         if geometry is not None:
             kind, canvas_xy, label = geometry
-            shapes.append(Shape(kind, fit.to_image(canvas_xy), label))
+            shapes.append(Shape(kind, fit.to_image(canvas_xy), label, obj))
     return shapes
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from samdash.engine import Candidates, Embedding, Segmenter
 from samdash.prompts import Prompt
 from samdash.render import Color, Layer, contours_of, palette_color
+
+
+@dataclass(frozen=True)
+class SegmentState:
+    """What a refinement changes, kept so that undoing it on the canvas restores the object."""
+
+    prompt: Prompt
+    candidates: Candidates
+    pick: int
 
 
 @dataclass(eq=False)
@@ -23,8 +31,6 @@ class Segment:
     candidates: Candidates
     pick: int
     visible: bool = True
-    # The canvas objects (Fabric JSON) that drew this object, so a deletion can remove them from the drawing too.
-    drawing: list[dict[str, Any]] = field(default_factory=list)
     # Traced outlines per candidate index: reruns redraw them without tracing again.
     _contours: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
 
@@ -47,7 +53,7 @@ class Segment:
         return Layer(self.mask, color or self.color, self._contours[self.pick])
 
     @classmethod
-    def create(cls, segment_id: int, prompt: Prompt, candidates: Candidates, drawing: list[dict[str, Any]] | None = None) -> "Segment":
+    def create(cls, segment_id: int, prompt: Prompt, candidates: Candidates) -> "Segment":
         """A new object with a default name and colour, its best candidate picked."""
         return cls(
             id=segment_id,
@@ -56,7 +62,6 @@ class Segment:
             prompt=prompt,
             candidates=candidates,
             pick=candidates.best,
-            drawing=drawing or [],
         )
 
     def refine(self, segmenter: Segmenter, embedding: Embedding, point: tuple[float, float], label: int) -> None:
@@ -66,8 +71,13 @@ class Segment:
         """
         logits = self.candidates.logits
         own = logits is not None and self.candidates.source == segmenter.cache_id
-        self.prompt = self.prompt.refined(point, label, logits[self.pick][None] if own else None)
-        self.candidates = segmenter.predict(embedding, self.prompt)
-        self.pick = self.candidates.best
-        self._contours.clear()
+        prompt = self.prompt.refined(point, label, logits[self.pick][None] if own else None)
+        candidates = segmenter.predict(embedding, prompt)  # may refuse the prompt: change nothing before it answers
+        self.restore(SegmentState(prompt, candidates, candidates.best))
 
+    def saved(self) -> SegmentState:
+        return SegmentState(self.prompt, self.candidates, self.pick)
+
+    def restore(self, state: SegmentState) -> None:
+        self.prompt, self.candidates, self.pick = state.prompt, state.candidates, state.pick
+        self._contours.clear()

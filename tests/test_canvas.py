@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_from_canvas
+from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, drawing_key, shapes_from_canvas
 from samdash.prompts import EXCLUDE, INCLUDE
 
 # A 2000×1000 image shown at half size with a 10 px top margin.
@@ -80,3 +80,14 @@ def test_closed_polygon_becomes_a_region_prompt():
 def test_unknown_objects_and_empty_drawings_are_ignored():
     assert shapes_from_canvas(None, FIT) == []
     assert shapes_from_canvas({"objects": [{"type": "textbox", "text": "hi"}]}, FIT) == []
+
+
+def test_a_drawing_keeps_its_key_until_it_is_moved_resized_or_recoloured():
+    rect = {"type": "rect", "left": 40, "top": 20, "width": 120, "height": 100, "scaleX": 1, "scaleY": 1}
+    point = {"type": "circle", "left": 93, "top": 53, "radius": 6, "fill": INCLUDE_COLOR}
+    same = dict(rect, stroke="#00e5ff", visible=True)  # what a remounted canvas may add does not matter
+    (shape,) = shapes_from_canvas({"objects": [rect]}, FIT)
+    assert shape.raw is rect and shape.key == drawing_key(same)
+    for changed in (dict(rect, left=41), dict(rect, scaleX=1.5), dict(rect, angle=10), dict(rect, type="polygon")):
+        assert drawing_key(changed) != shape.key
+    assert drawing_key(point) != drawing_key(dict(point, fill=EXCLUDE_COLOR))

@@ -79,7 +79,7 @@ def test_points_refine_the_active_object_with_its_previous_logits(app):
     assert segment.prompt.labels.tolist() == [INCLUDE, EXCLUDE]
     assert segment.prompt.points.tolist() == [[200.0, 120.0], [120.0, 200.0]]
     assert segment.prompt.mask_input is not None and not np.array_equal(segment.prompt.mask_input[0], first_logits)
-    assert len(segment.drawing) == 3
+    assert [entry.segment_id for entry in app.session_state["workspace"].applied] == [segment.id] * 3
 
 
 def test_each_box_is_a_new_object_and_delete_removes_one(app):
@@ -91,10 +91,52 @@ def test_each_box_is_a_new_object_and_delete_removes_one(app):
     [b for b in app.button if b.label == "Delete"][0].click().run()
     workspace = app.session_state["workspace"]
     assert [s.name for s in workspace.segments] == ["object 2"]
-    # The canvas is remounted with only the remaining object's drawing, already processed.
-    assert workspace.generation == generation + 1 and workspace.drawing == {"objects": [second]} and workspace.processed == 1
+    # The canvas is remounted with only the remaining object's drawing, already applied.
+    assert workspace.generation == generation + 1 and workspace.drawing == {"objects": [second]}
+    assert [entry.segment_id for entry in workspace.applied] == [2]
     _button(app, "Clear all").click().run()
     assert app.session_state["workspace"].segments == []
+
+
+def test_undo_on_the_canvas_takes_back_a_box_and_redo_brings_it_back(app):
+    second = dict(RECT, left=170, top=60)
+    _draw(app, RECT, second)
+    _draw(app, RECT)  # the canvas's undo
+    workspace = app.session_state["workspace"]
+    assert [s.name for s in workspace.segments] == ["object 1"] and workspace.active_id == 1
+    _draw(app, RECT, second)  # and its redo
+    workspace = app.session_state["workspace"]
+    assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
+    _draw(app)  # the canvas's reset
+    assert app.session_state["workspace"].segments == []
+
+
+def test_undo_on_the_canvas_takes_back_a_refinement(app):
+    _draw(app, RECT)
+    (segment,) = app.session_state["workspace"].segments
+    candidates, pick = segment.candidates, segment.pick
+    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR))
+    assert len(segment.prompt.points) == 1 and segment.candidates is not candidates
+    _draw(app, RECT)
+    assert app.session_state["workspace"].segments == [segment]
+    assert len(segment.prompt.points) == 0 and segment.prompt.mask_input is None
+    assert segment.candidates is candidates and segment.pick == pick
+
+
+def test_a_box_moved_on_the_canvas_is_segmented_where_it_now_is(app):
+    _draw(app, RECT)
+    _draw(app, dict(RECT, left=100))
+    (segment,) = app.session_state["workspace"].segments
+    assert segment.name == "object 1" and segment.prompt.box == pytest.approx((200, 40, 440, 240))
+
+
+def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
+    _draw(app, _circle(100, 60, EXCLUDE_COLOR))
+    assert len(app.error) == 1
+    app.run()
+    assert not app.error and app.session_state["workspace"].segments == []
+    _draw(app, _circle(100, 60, EXCLUDE_COLOR), RECT)
+    assert not app.error and len(app.session_state["workspace"].segments) == 1
 
 
 def test_an_exclude_point_with_no_object_is_explained(app):

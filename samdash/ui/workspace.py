@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
@@ -26,7 +25,7 @@ from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
-from samdash.ui.state import Workspace, current_image, workspace_for
+from samdash.ui.state import Applied, Workspace, current_image, workspace_for
 from samdash.ui.width_probe import column_width
 
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -58,8 +57,8 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     return embedding
 
 
-def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[Shape], list[dict[str, Any]]] | None:
-    """Draw the canvas; return the shapes on it (in image pixels) with their raw Fabric objects.
+def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] | None:
+    """Draw the canvas; return the shapes on it, in image pixels.
 
     None until the canvas has reported how it fitted the image (a second or so after it mounts).
     """
@@ -86,24 +85,25 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> tuple[list[S
     ratio_x = fit["natural_width"] / image.width
     ratio_y = fit["natural_height"] / image.height
     to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"])
-    objects = result.json_data.get("objects", [])
-    return shapes_from_canvas(result.json_data, to_image), objects
+    return shapes_from_canvas(result.json_data, to_image)
 
 
-def _apply(workspace: Workspace, shape: Shape, raw: dict[str, Any], segmenter: Segmenter, embedding: Embedding, image: LoadedImage) -> None:
+def _apply(workspace: Workspace, shape: Shape, segmenter: Segmenter, embedding: Embedding, image: LoadedImage) -> Applied:
     """A box or region makes a new object; a point refines the active one (or starts one)."""
     active = workspace.active
     if shape.makes_object or active is None:
         if shape.label == EXCLUDE:
             raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
         prompt = shape.to_prompt(image.width, image.height)
-        segment = Segment.create(workspace.next_id, prompt, segmenter.predict(embedding, prompt), drawing=[raw])
+        segment = Segment.create(workspace.next_id, prompt, segmenter.predict(embedding, prompt))
         workspace.add(segment)
+        applied = Applied(shape.key, shape.raw, segment.id)
     else:
         segment = active
+        applied = Applied(shape.key, shape.raw, segment.id, segment.saved())
         segment.refine(segmenter, embedding, inside(shape.points[0], image.width, image.height), shape.label)
-        segment.drawing.append(raw)
     workspace.last_decode_ms = segment.candidates.decode_seconds * 1000
+    return applied
 
 
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
@@ -139,16 +139,15 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
-        drawn = _canvas(workspace, image, mode)
+        shapes = _canvas(workspace, image, mode)
         send_drawings_on_release()
-        if drawn is not None:
-            shapes, objects = drawn
-            if len(shapes) < workspace.processed:
-                workspace.processed = len(shapes)  # removed on the canvas itself (undo or delete)
-            for index in range(workspace.processed, len(shapes)):
+        if shapes is not None:
+            new = workspace.take_back_missing([shape.key for shape in shapes])
+            for shape in shapes[new:]:
+                applied = Applied(shape.key, shape.raw)  # what a refused drawing leaves behind
                 with reported("segmenting"):
-                    _apply(workspace, shapes[index], objects[index], segmenter, embedding, image)
-            workspace.processed = len(shapes)
+                    applied = _apply(workspace, shape, segmenter, embedding, image)
+                workspace.applied.append(applied)
     with right, st.container(key="result"):
         st.markdown("**Result**")
         with reported("drawing the result"):

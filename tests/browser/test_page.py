@@ -13,6 +13,7 @@ from PIL import Image
 
 from samdash.ui.image_input import SAMPLES_DIR
 from tests.browser.harness import (
+    CANVAS,
     canvas_box,
     choose_mode,
     to_page,
@@ -103,11 +104,21 @@ def test_exclude_point_delete_and_bad_upload(fallback_page, artifacts):
     page.screenshot(path=artifacts / "fallback-exclude.png", full_page=True)
     assert _outline_near_block_edge(pixels, scale) == 0
 
-    # A second object, then delete it: one object is left.
+    # The canvas's own undo takes the point back, and its redo applies it again.
+    for button, near_edge in (("Undo", lambda n: n > 10), ("Redo", lambda n: n == 0)):
+        page.hover(CANVAS)
+        page.locator(".dc-root").get_by_role("button", name=button, exact=True).click()
+        pixels = wait_for_result_change(page, pixels)
+        assert near_edge(_outline_near_block_edge(pixels, scale)), f"{button} did not change the object"
+    wait_for_objects(page, 1)
+
+    # A second object, then delete it: the first is left as it was, not segmented again.
     draw_box(page, (720, 430), (860, 570), image_size=(900, 600))
     wait_for_objects(page, 2)
     page.locator(".st-key-objects").get_by_role("button", name="Delete").nth(1).click()
     wait_for_objects(page, 1)
+    assert page.locator(".st-key-objects input[type=text]").first.input_value() == "object 1"
+    assert _outline_near_block_edge(result_pixels(page), scale) == 0
 
     # A corrupt upload shows an error and keeps the remaining object.
     upload(page, "broken.png", b"\x89PNG\r\n\x1a\n this is not really a png")
