@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from samdash.engine import EmbeddingCache, SamEngine
+from tests.loopback import Behaviour, serve
 from tests.tiny_sam import build_tiny_sam
 
 
@@ -37,3 +39,11 @@ def scene() -> np.ndarray:
     image[(yy - 200) ** 2 + (xx - 220) ** 2 < 80**2] = (230, 60, 40)
     image[300:420, 420:560] = (30, 40, 160)
     return image
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Behaviour]]:
+    """A loopback HTTP server for download tests: its base URL and the behaviour each test sets."""
+    behaviour = Behaviour()
+    with serve(behaviour) as base:
+        yield base, behaviour

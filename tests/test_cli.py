@@ -17,7 +17,6 @@ from pycocotools.coco import COCO
 
 from samdash import models
 from samdash.cli import main
-from tests.test_download import server  # noqa: F401, F811 - the loopback HTTP server fixture, used by name
 
 ROOT = Path(__file__).resolve().parents[1]
 
