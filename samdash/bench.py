@@ -21,6 +21,7 @@ test. Human-readable lines go first; the last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -44,7 +45,7 @@ from segment_anything.modeling.image_encoder import Attention
 from samdash.backends import available_backends, default_backend, make_encoder
 from samdash.engine import Embedding, EmbeddingCache, SamEngine
 from samdash.imaging import display_copy
-from samdash.models import ARCHITECTURES
+from samdash.models import ARCHITECTURES, MOBILE_SAM_PACKAGES
 from samdash.prompts import box_prompt
 from samdash.render import Layer, contours_of, draw_layers, palette_color
 
@@ -255,13 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--full", action="store_true", help="full-size models and 1 MP / 12 MP images (the default)")
     mode.add_argument("--quick", action="store_true", help="a tiny encoder and small images, in well under a minute")
-    parser.add_argument("--models", help="comma-separated: vit_b, vit_l, vit_h, vit_t (default vit_b,vit_t; tiny with --quick)")
+    parser.add_argument("--models", help="comma-separated: vit_b, vit_l, vit_h, vit_t (default vit_b and, when installed, vit_t; tiny with --quick)")
     parser.add_argument("--backends", help=f"comma-separated encoder backends (default: {','.join(available_backends())})")
     parser.add_argument("--repeats", type=int, help="runs per measurement (default 3; 1 with --quick)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    models = (args.models or ("tiny" if args.quick else "vit_b,vit_t")).split(",")
+    mobile = importlib.util.find_spec("mobile_sam") is not None
+    models = (args.models or ("tiny" if args.quick else "vit_b,vit_t" if mobile else "vit_b")).split(",")
     backends = (args.backends or ",".join(available_backends())).split(",")
     if args.worker:
         encode_worker(models[0], backends[0], args.save)
@@ -269,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in models if name != "tiny" and name not in ARCHITECTURES]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; choose from tiny, {', '.join(ARCHITECTURES)}")
+    if "vit_t" in models and not mobile:
+        parser.error(f"vit_t (MobileSAM) needs pip install {MOBILE_SAM_PACKAGES}")
     missing = [name for name in backends if name not in available_backends()]
     if missing:
         parser.error(f"backend {missing[0]!r} is not available here; choose from {', '.join(available_backends())}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from samdash.drawings import Workspace
 from samdash.engine import Embedding, SamEngine, Segmenter
 from samdash.everything import EverythingParams, segment_everything
 from samdash.imaging import LoadedImage
 from samdash.ui.feedback import reported
-from samdash.ui.state import Workspace
 
 
 def _params() -> EverythingParams:

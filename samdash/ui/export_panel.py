@@ -8,10 +8,10 @@ from pathlib import Path
 import streamlit as st
 
 from samdash import export
+from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.segments import Segment
 from samdash.ui.sidebar import DisplayOptions
-from samdash.ui.state import Workspace
 
 
 def _button(label: str, data: Callable[[], bytes | str], file_name: str, mime: str, key: str) -> None:

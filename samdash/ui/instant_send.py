@@ -16,8 +16,8 @@ SEND_BUTTON_LABEL = "Update the app with this drawing"
 _JS = """
 export default function({ parentElement, data }) {
     const host = parentElement instanceof ShadowRoot ? parentElement.host : parentElement;
-    if (host.__listening) return;  // called again on every rerun: listen once
-    host.__listening = true;
+    // Called again on every rerun; Streamlit keeps the cleanup each call returns, so every call returns it.
+    if (host.__stopListening) return host.__stopListening;
     let button = null;
     const down = (event) => {
         const canvas = event.composedPath().find((node) => node.classList?.contains('upper-canvas'));
@@ -34,11 +34,12 @@ export default function({ parentElement, data }) {
     };
     document.addEventListener('pointerdown', down, true);
     document.addEventListener('pointerup', up, true);
-    return () => {
-        host.__listening = false;
+    host.__stopListening = () => {
+        delete host.__stopListening;
         document.removeEventListener('pointerdown', down, true);
         document.removeEventListener('pointerup', up, true);
     };
+    return host.__stopListening;
 }
 """
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import streamlit as st
 
+from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.segments import Segment
 from samdash.ui.display import fit_size, resized
-from samdash.ui.state import Workspace
 
 THUMB_WIDTH = 240
 

@@ -12,12 +12,10 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
+from samdash.drawings import Workspace
 from samdash.engine import Embedding, Segmenter
-from samdash.errors import PromptError
 from samdash.imaging import LoadedImage
-from samdash.prompts import EXCLUDE, inside
 from samdash.render import draw_layers
-from samdash.segments import Segment
 from samdash.ui.display import background_jpeg, fit_size, resized
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
@@ -25,7 +23,7 @@ from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
-from samdash.ui.state import Applied, Workspace, current_image, workspace_for
+from samdash.ui.state import current_image, workspace_for
 from samdash.ui.width_probe import column_width
 
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -88,24 +86,6 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
     return shapes_from_canvas(result.json_data, to_image)
 
 
-def _apply(workspace: Workspace, shape: Shape, segmenter: Segmenter, embedding: Embedding, image: LoadedImage) -> Applied:
-    """A box or region makes a new object; a point refines the active one (or starts one)."""
-    active = workspace.active
-    if shape.makes_object or active is None:
-        if shape.label == EXCLUDE:
-            raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
-        prompt = shape.to_prompt(image.width, image.height)
-        segment = Segment.create(workspace.next_id, prompt, segmenter.predict(embedding, prompt))
-        workspace.add(segment)
-        applied = Applied(shape.key, shape.raw, segment.id)
-    else:
-        segment = active
-        applied = Applied(shape.key, shape.raw, segment.id, segment.saved())
-        segment.refine(segmenter, embedding, inside(shape.points[0], image.width, image.height), shape.label)
-    workspace.last_decode_ms = segment.candidates.decode_seconds * 1000
-    return applied
-
-
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
     width = column_width("result_width", 560)
     size = fit_size(image, width)
@@ -142,12 +122,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         shapes = _canvas(workspace, image, mode)
         send_drawings_on_release()
         if shapes is not None:
-            new = workspace.take_back_missing([shape.key for shape in shapes])
-            for shape in shapes[new:]:
-                applied = Applied(shape.key, shape.raw)  # what a refused drawing leaves behind
-                with reported("segmenting"):
-                    applied = _apply(workspace, shape, segmenter, embedding, image)
-                workspace.applied.append(applied)
+            with reported("segmenting"):
+                for refused in workspace.sync(shapes, segmenter, embedding, (image.width, image.height)):
+                    st.error(str(refused), icon="⚠️")
     with right, st.container(key="result"):
         st.markdown("**Result**")
         with reported("drawing the result"):
