@@ -111,7 +111,7 @@ class Workspace:
                 unmatched[shape.key] -= 1
                 new.append(shape)
         edit = None
-        if len(gone) == 1 and len(new) == 1 and gone[0].shape.makes_object == new[0].makes_object and _usable(new[0], size):
+        if len(gone) == 1 and len(new) == 1 and self._editable(gone[0], new[0], size):
             edit = (gone[0], new.pop())
         for segment_id in dict.fromkeys(entry.segment_id for entry in gone if entry.segment_id is not None):
             self._rebuild(segment_id, gone, edit, segmenter, embedding, size)
@@ -125,6 +125,10 @@ class Workspace:
                 self.applied.append(Applied(shape))
                 errors.append(exc)
         return errors
+
+    def _editable(self, old: Applied, shape: Shape, size: tuple[int, int]) -> bool:
+        """Whether ``shape`` can take ``old``'s place: same sort, an object to rebuild, a prompt for this image."""
+        return old.shape.makes_object == shape.makes_object and self.segment(old.segment_id) is not None and _usable(shape, size)
 
     def _rebuild(
         self,
@@ -145,15 +149,15 @@ class Workspace:
         if segment is None:  # its making drawing is gone already
             return
         first = next(i for i, entry in enumerate(chain) if entry in gone)
-        restore_to = chain[first].before
+        restore_to = chain[first].before  # None for the drawing that made the object
         if chain[first] is edited:
             chain[first] = self._swap(edited, Applied(replacement, segment_id))
-        elif first == 0:
+        elif restore_to is None:
             self._take_back_object(segment, chain)
             return
-        if first == 0:
-            segment.restore(self._fresh(chain[0].shape, segmenter, embedding, size))
-            first = 1
+        if restore_to is None:
+            segment.restore(self._fresh(chain[first].shape, segmenter, embedding, size))
+            first += 1
         else:
             segment.restore(restore_to)
         self._replay(segment, [entry for entry in chain[first:] if entry not in gone], segmenter, embedding, size)

@@ -7,7 +7,8 @@ import pytest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
-from samdash.prompts import EXCLUDE, INCLUDE
+from samdash.prompts import EXCLUDE, INCLUDE, Prompt
+from samdash.segments import Segment
 
 SAME_SIZE = BackgroundFit(1.0, 1.0, 0.0, 0.0)  # canvas px = image px
 A = {"type": "rect", "left": 120, "top": 100, "width": 200, "height": 200, "strokeWidth": 0}
@@ -134,3 +135,23 @@ def test_deleting_an_object_redraws_the_canvas_without_its_drawings(canvas):
     workspace.remove(workspace.segments[0].id)
     assert workspace.drawing == {"objects": [B, _point(600, 500, INCLUDE_COLOR)]}
     assert send(B, _point(600, 500, INCLUDE_COLOR)) == [] and [s.name for s in workspace.segments] == ["object 2"]
+
+
+def test_moving_a_refused_point_applies_it_as_a_new_drawing(canvas):
+    workspace, send = canvas
+    assert len(send(X)) == 1  # an exclude point with no object
+    send(X, A)
+    assert len(send(_point(320, 130, EXCLUDE_COLOR), A)) == 0  # moved: now it refines the object
+    assert _points(workspace, "object 1") == [([320.0, 130.0], EXCLUDE)]
+
+
+def test_undoing_a_point_on_an_object_found_by_segment_everything_keeps_the_object(canvas, tiny_engine, scene):
+    workspace, send = canvas
+    prompt = Prompt(box=(10.0, 10.0, 200.0, 200.0))
+    found = Segment.create(1, prompt, tiny_engine.predict(tiny_engine.embed(scene, "scene"), prompt))
+    workspace.add(found)
+    candidates = found.candidates
+    send(P)
+    assert len(found.prompt.points) == 1
+    send()
+    assert workspace.segments == [found] and found.candidates is candidates
