@@ -21,27 +21,66 @@ from samdash.prompts import EXCLUDE, inside
 from samdash.segments import Segment, SegmentState
 
 
-def _usable(shape: Shape, size: tuple[int, int]) -> bool:
-    """Whether the drawing makes a prompt for this image (a box dragged off the image does not)."""
-    try:
-        shape.to_prompt(*size)
-    except PromptError:
-        return False
-    return True
-
-
 @dataclass(frozen=True, eq=False)
 class Applied:
-    """One canvas drawing and the object it made or refined (None: refused, or its object is gone)."""
+    """One canvas drawing and the object it made or refined.
+
+    ``segment_id`` may name an object that is gone for now (the drawing that
+    made it was taken back; it returns on a redo); None means the drawing was
+    refused and changed nothing.
+    """
 
     shape: Shape
     segment_id: int | None = None
-    # The object before this point refined it; None for the drawing that made the object.
+    # The object before this drawing refined it; None for the drawing that made the object.
     before: SegmentState | None = None
 
     @property
     def key(self) -> Hashable:
         return self.shape.key
+
+
+@dataclass
+class _Context:
+    """What applying drawings needs, and the refusals met on the way."""
+
+    segmenter: Segmenter
+    embedding: Embedding
+    size: tuple[int, int]  # the image's (width, height)
+    refused: list[PromptError] = field(default_factory=list)
+
+    def fresh(self, shape: Shape) -> SegmentState:
+        """An object as this drawing alone makes it, its best candidate picked."""
+        prompt = shape.to_prompt(*self.size)
+        candidates = self.segmenter.predict(self.embedding, prompt)
+        return SegmentState(prompt, candidates, candidates.best)
+
+    def refine(self, segment: Segment, shape: Shape) -> None:
+        """Add a point to ``segment`` (which stays as it was when the point is refused)."""
+        segment.refine(self.segmenter, self.embedding, inside(shape.points[0], *self.size), shape.label)
+
+    def usable(self, shape: Shape) -> bool:
+        """Whether the drawing makes a prompt for this image (a box dragged off the image does not)."""
+        try:
+            shape.to_prompt(*self.size)
+        except PromptError:
+            return False
+        return True
+
+
+def _remember(memory: dict[Hashable, list[Any]], key: Hashable, value: Any) -> None:
+    memory.setdefault(key, []).append(value)
+
+
+def _recall(memory: dict[Hashable, list[Any]], key: Hashable) -> Any:
+    """The latest value remembered under ``key`` (identical drawings are remembered in turn), or None."""
+    values = memory.get(key)
+    if not values:
+        return None
+    value = values.pop()
+    if not values:
+        del memory[key]
+    return value
 
 
 @dataclass
@@ -57,10 +96,10 @@ class Workspace:
     generation: int = 0
     drawing: dict[str, Any] | None = None
     last_decode_ms: float | None = None
-    # Drawings taken back, by key, with the object each refined: a redo returns to it.
-    _taken_back: dict[Hashable, int] = field(default_factory=dict, repr=False)
+    # Points taken back, by key, with the object each refined: a redo returns to it.
+    _taken_back: dict[Hashable, list[int]] = field(default_factory=dict, repr=False)
     # Objects whose making drawing was taken back, by that drawing's key: a redo brings them back.
-    _dropped: dict[Hashable, Segment] = field(default_factory=dict, repr=False)
+    _dropped: dict[Hashable, list[Segment]] = field(default_factory=dict, repr=False)
 
     @property
     def active(self) -> Segment | None:
@@ -91,13 +130,14 @@ class Workspace:
         self._redraw()
 
     def sync(self, shapes: Sequence[Shape], segmenter: Segmenter, embedding: Embedding, size: tuple[int, int]) -> list[PromptError]:
-        """Bring the objects in step with the drawings now on the canvas; return why new drawings were refused.
+        """Bring the objects in step with the drawings now on the canvas; return why drawings were refused.
 
         ``size`` is the image's (width, height). Drawings are matched by key,
         so reordering them on the canvas changes nothing. One drawing replaced
-        by one of the same sort (a box moved or resized, a point moved) is
+        by another (both boxes or regions, or both points) in one update is
         taken as an edit: its object is rebuilt with the new one in its place.
         """
+        ctx = _Context(segmenter, embedding, size)
         unmatched = Counter(shape.key for shape in shapes)
         gone = []
         for entry in self.applied:
@@ -110,43 +150,39 @@ class Workspace:
             if unmatched[shape.key] > 0:
                 unmatched[shape.key] -= 1
                 new.append(shape)
+        returning = [shape for shape in new if shape.key in self._dropped or shape.key in self._taken_back]
         edit = None
-        if len(gone) == 1 and len(new) == 1 and self._editable(gone[0], new[0], size):
+        if len(gone) == 1 and len(new) == 1 and not returning and self._editable(gone[0], new[0], ctx):
             edit = (gone[0], new.pop())
         for segment_id in dict.fromkeys(entry.segment_id for entry in gone if entry.segment_id is not None):
-            self._rebuild(segment_id, gone, edit, segmenter, embedding, size)
+            self._rebuild(segment_id, gone, edit, ctx)
         self.applied = [entry for entry in self.applied if entry not in gone]
-        errors = []
         # Objects coming back first, so that their points find them.
         for shape in sorted(new, key=lambda shape: shape.key not in self._dropped):
             try:
-                self._apply(shape, segmenter, embedding, size)
+                self._apply(shape, ctx)
             except PromptError as exc:
                 self.applied.append(Applied(shape))
-                errors.append(exc)
-        return errors
+                ctx.refused.append(exc)
+        if edit is not None or len(returning) < len(new):
+            # A drawing that is not a redo starts the canvas's redo history afresh.
+            self._taken_back.clear()
+            self._dropped.clear()
+        return ctx.refused
 
-    def _editable(self, old: Applied, shape: Shape, size: tuple[int, int]) -> bool:
-        """Whether ``shape`` can take ``old``'s place: same sort, an object to rebuild, a prompt for this image."""
-        return old.shape.makes_object == shape.makes_object and self.segment(old.segment_id) is not None and _usable(shape, size)
+    def _editable(self, old: Applied, shape: Shape, ctx: _Context) -> bool:
+        """Whether ``shape`` can take ``old``'s place: the same sort, an object to rebuild, a prompt for this image."""
+        return old.shape.makes_object == shape.makes_object and self.segment(old.segment_id) is not None and ctx.usable(shape)
 
-    def _rebuild(
-        self,
-        segment_id: int,
-        gone: list[Applied],
-        edit: tuple[Applied, Shape] | None,
-        segmenter: Segmenter,
-        embedding: Embedding,
-        size: tuple[int, int],
-    ) -> None:
+    def _rebuild(self, segment_id: int, gone: list[Applied], edit: tuple[Applied, Shape] | None, ctx: _Context) -> None:
         """Rebuild one object from its drawings, from the first one taken back or edited on."""
         edited, replacement = edit if edit is not None else (None, None)
         chain = [entry for entry in self.applied if entry.segment_id == segment_id]
         for entry in chain:
-            if entry in gone and entry is not edited:
-                self._taken_back[entry.key] = segment_id
+            if entry in gone and entry is not edited and entry.before is not None:
+                _remember(self._taken_back, entry.key, segment_id)
         segment = self.segment(segment_id)
-        if segment is None:  # its making drawing is gone already
+        if segment is None:  # the drawing that made it is gone already
             return
         first = next(i for i, entry in enumerate(chain) if entry in gone)
         restore_to = chain[first].before  # None for the drawing that made the object
@@ -156,49 +192,58 @@ class Workspace:
             self._take_back_object(segment, chain)
             return
         if restore_to is None:
-            segment.restore(self._fresh(chain[first].shape, segmenter, embedding, size))
+            segment.restore(ctx.fresh(chain[first].shape))
             first += 1
         else:
             segment.restore(restore_to)
-        self._replay(segment, [entry for entry in chain[first:] if entry not in gone], segmenter, embedding, size)
+        self._replay(segment, [entry for entry in chain[first:] if entry not in gone], ctx)
 
     def _take_back_object(self, segment: Segment, chain: list[Applied]) -> None:
-        """The drawing that made an object is gone: the object goes (as that drawing made it, to come back on a redo)."""
+        """The drawing that made an object is gone: the object goes, as that drawing made it, until a redo."""
         if len(chain) > 1 and chain[1].before is not None:
             segment.restore(chain[1].before)
         self._drop(segment.id)
-        self._dropped[chain[0].key] = segment
+        _remember(self._dropped, chain[0].key, segment)
 
-    def _apply(self, shape: Shape, segmenter: Segmenter, embedding: Embedding, size: tuple[int, int]) -> None:
+    def _apply(self, shape: Shape, ctx: _Context) -> None:
         """A box or region makes an object, a point refines the active one; a redone drawing returns to its own."""
-        returning = self._dropped.pop(shape.key, None)
-        if returning is not None and self.segment(returning.id) is None:
-            # Points drawn on it that stayed on the canvas apply to it again.
-            orphans = [entry for entry in self.applied if entry.segment_id == returning.id]
+        returning = _recall(self._dropped, shape.key)
+        if returning is not None:
+            # Its points that stayed on the canvas apply to it again.
+            points = [entry for entry in self.applied if entry.segment_id == returning.id]
             self.add(returning)
-            self.applied.insert(self.applied.index(orphans[0]) if orphans else len(self.applied), Applied(shape, returning.id))
-            self._replay(returning, orphans, segmenter, embedding, size)
+            self.applied.insert(self.applied.index(points[0]) if points else len(self.applied), Applied(shape, returning.id))
+            self._replay(returning, points, ctx)
             return
-        owner = self._taken_back.pop(shape.key, None)
+        owner = _recall(self._taken_back, shape.key)
+        if owner is not None and self.segment(owner) is None:
+            self.applied.append(Applied(shape, owner))  # its object is gone too: it waits for it
+            return
         target = None if shape.makes_object else (self.segment(owner) or self.active)
         if target is None:
             if shape.label == EXCLUDE:
                 raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
-            state = self._fresh(shape, segmenter, embedding, size)
+            state = ctx.fresh(shape)
             target = Segment.create(self.next_id, state.prompt, state.candidates)
             self.add(target)
             self.applied.append(Applied(shape, target.id))
         else:
+            before = target.saved()
+            ctx.refine(target, shape)
             self.active_id = target.id
-            self.applied.append(Applied(shape, target.id))
-            self._replay(target, [self.applied[-1]], segmenter, embedding, size)
+            self.applied.append(Applied(shape, target.id, before))
         self.last_decode_ms = target.candidates.decode_seconds * 1000
 
-    def _replay(self, segment: Segment, points: list[Applied], segmenter: Segmenter, embedding: Embedding, size: tuple[int, int]) -> None:
-        """Refine ``segment`` with each point in turn, recording its state before each."""
+    def _replay(self, segment: Segment, points: list[Applied], ctx: _Context) -> None:
+        """Refine ``segment`` with each point in turn, recording its state before each; a refused one is let go."""
         for entry in points:
             before = segment.saved()
-            segment.refine(segmenter, embedding, inside(entry.shape.points[0], *size), entry.shape.label)
+            try:
+                ctx.refine(segment, entry.shape)
+            except PromptError as exc:
+                self._swap(entry, Applied(entry.shape))
+                ctx.refused.append(exc)
+                continue
             self._swap(entry, Applied(entry.shape, segment.id, before))
         self.last_decode_ms = segment.candidates.decode_seconds * 1000
 
@@ -206,20 +251,13 @@ class Workspace:
         self.applied[self.applied.index(old)] = new
         return new
 
-    @staticmethod
-    def _fresh(shape: Shape, segmenter: Segmenter, embedding: Embedding, size: tuple[int, int]) -> SegmentState:
-        """An object as this drawing alone makes it, its best candidate picked."""
-        prompt = shape.to_prompt(*size)
-        candidates = segmenter.predict(embedding, prompt)
-        return SegmentState(prompt, candidates, candidates.best)
-
     def _drop(self, segment_id: int) -> None:
         self.segments = [s for s in self.segments if s.id != segment_id]
         if self.active_id == segment_id:
             self.active_id = self.segments[-1].id if self.segments else None
 
     def _redraw(self) -> None:
-        """Remount the canvas with the drawings whose objects stand (refused and orphaned ones are left off)."""
+        """Remount the canvas with the drawings whose objects stand (refused and waiting ones are left off)."""
         self.applied = [entry for entry in self.applied if self.segment(entry.segment_id) is not None]
         self.drawing = {"objects": [entry.shape.raw for entry in self.applied]} if self.applied else None
         # A remounted canvas starts a new undo history: nothing taken back can come back.

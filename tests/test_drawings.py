@@ -131,10 +131,10 @@ def test_a_refused_drawing_is_reported_once(canvas):
 
 def test_deleting_an_object_redraws_the_canvas_without_its_drawings(canvas):
     workspace, send = canvas
-    send(A, P, B, _point(600, 500, INCLUDE_COLOR))
+    send(A, P, B, _point(500, 400, INCLUDE_COLOR))
     workspace.remove(workspace.segments[0].id)
-    assert workspace.drawing == {"objects": [B, _point(600, 500, INCLUDE_COLOR)]}
-    assert send(B, _point(600, 500, INCLUDE_COLOR)) == [] and [s.name for s in workspace.segments] == ["object 2"]
+    assert workspace.drawing == {"objects": [B, _point(500, 400, INCLUDE_COLOR)]}
+    assert send(B, _point(500, 400, INCLUDE_COLOR)) == [] and [s.name for s in workspace.segments] == ["object 2"]
 
 
 def test_moving_a_refused_point_applies_it_as_a_new_drawing(canvas):
@@ -155,3 +155,49 @@ def test_undoing_a_point_on_an_object_found_by_segment_everything_keeps_the_obje
     assert len(found.prompt.points) == 1
     send()
     assert workspace.segments == [found] and found.candidates is candidates
+
+
+OFF = _point(700, 300)  # beyond the 640 px wide image
+
+
+def test_undoing_a_refused_point_keeps_the_object_it_was_aimed_at(canvas):
+    workspace, send = canvas
+    send(A)
+    segment = workspace.segments[0]
+    assert len(send(A, OFF)) == 1 and len(segment.prompt.points) == 0
+    send(A, OFF)
+    send(A)  # undo the refused point
+    assert workspace.segments == [segment]
+
+
+def test_a_point_whose_object_is_gone_waits_for_it(canvas):
+    workspace, send = canvas
+    send(B, A, P)  # P refines object 2 (box A)
+    send(B, P)  # box A deleted in edit mode
+    send(B)  # P deleted too
+    send(B, P)  # undo: P is back, its object is not
+    assert _points(workspace, "object 1") == []
+    send(B, P, A)  # undo: A is back, and P with it
+    assert _points(workspace, "object 1") == [] and _points(workspace, "object 2") == [([220.0, 200.0], INCLUDE)]
+
+
+def test_identical_drawings_come_back_to_their_own_objects(canvas):
+    workspace, send = canvas
+    send(A)
+    workspace.segments[0].name = "cup"
+    send(A, P)
+    send(A, P, A)  # the same box again: a second object
+    send()  # the bin
+    send(A, P, A)  # its undo
+    assert sorted(s.name for s in workspace.segments) == ["cup", "object 2"]
+    assert _points(workspace, "cup") == [([220.0, 200.0], INCLUDE)] and _points(workspace, "object 2") == []
+
+
+def test_a_redo_arriving_with_a_deletion_is_not_taken_for_an_edit(canvas):
+    workspace, send = canvas
+    send(A)
+    send(A, B)
+    second = workspace.segments[1]
+    send(A)  # undo B
+    send(B)  # A deleted and B redone, in one update
+    assert workspace.segments == [second]
