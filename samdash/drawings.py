@@ -113,7 +113,9 @@ class Workspace:
         return next((s for s in self.segments if s.id == segment_id), None)
 
     def add(self, segment: Segment) -> None:
-        self.segments.append(segment)
+        """Add an object in the order objects were made (a returning one goes back to its place); make it active."""
+        place = next((i for i, other in enumerate(self.segments) if other.id > segment.id), len(self.segments))
+        self.segments.insert(place, segment)
         self.active_id = segment.id
         self.next_id = max(self.next_id, segment.id + 1)
 

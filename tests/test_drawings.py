@@ -193,6 +193,17 @@ def test_identical_drawings_come_back_to_their_own_objects(canvas):
     assert _points(workspace, "cup") == [([220.0, 200.0], INCLUDE)] and _points(workspace, "object 2") == []
 
 
+def test_an_undone_object_comes_back_in_its_place_in_the_list(canvas):
+    workspace, send = canvas
+    send(A, B)
+    send(B)  # box A deleted in edit mode
+    send(B, A)  # and the deletion undone
+    assert [s.name for s in workspace.segments] == ["object 1", "object 2"]
+    send()  # the bin
+    send(B, A)  # and its undo
+    assert [s.name for s in workspace.segments] == ["object 1", "object 2"]
+
+
 def test_a_redo_arriving_with_a_deletion_is_not_taken_for_an_edit(canvas):
     workspace, send = canvas
     send(A)
