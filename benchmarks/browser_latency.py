@@ -71,7 +71,10 @@ def _scene(width: int, height: int) -> bytes:
 
 
 def _aspect(page: Page) -> float:
-    box = page.locator(CANVAS).first.bounding_box()  # None while the canvas is being replaced
+    """The canvas's width / height, or 0 while there is none (it is replaced while an image is encoded)."""
+    if page.locator(CANVAS).count() == 0:
+        return 0.0
+    box = page.locator(CANVAS).first.bounding_box(timeout=2000)
     return box["width"] / box["height"] if box else 0.0
 
 
