@@ -22,22 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from samdash.bench import FULL_SIZES, boxes, scene  # noqa: E402
 from samdash.models import ARCHITECTURES  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: E402
 from tests.browser.harness import CANVAS, draw_box, upload, wait_for_canvas, wait_for_objects  # noqa: E402
 from tests.tiny_sam import build_tiny_sam  # noqa: E402
 
-SIZES = {"1mp": (1155, 866), "12mp": (4000, 3000)}
-BOXES = 5
 
 _ARM = """
 () => {
@@ -59,27 +57,23 @@ _ARM = """
 """
 
 
-def _scene(width: int, height: int) -> bytes:
-    rng = np.random.default_rng(0)
-    image = rng.integers(100, 160, size=(height, width, 3), dtype=np.uint8)
-    for i in range(BOXES):
-        centre = (int(width * (0.15 + 0.17 * i)), int(height * 0.5))
-        cv2.circle(image, centre, int(width * 0.06), (200, 40 + 30 * i, 40), -1)
+def _scene_jpeg(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    Image.fromarray(scene(width, height)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
 def _aspect(page: Page) -> float:
     """The canvas's width / height, or 0 while there is none (it is replaced while an image is encoded)."""
-    if page.locator(CANVAS).count() == 0:
+    try:
+        box = page.locator(CANVAS).first.bounding_box(timeout=2000)
+    except PlaywrightTimeoutError:
         return 0.0
-    box = page.locator(CANVAS).first.bounding_box(timeout=2000)
     return box["width"] / box["height"] if box else 0.0
 
 
 def _latencies(page: Page, width: int, height: int) -> list[float]:
-    upload(page, f"scene-{width}x{height}.jpg", _scene(width, height))
+    upload(page, f"scene-{width}x{height}.jpg", _scene_jpeg(width, height))
     # The sample shown before the upload is 3:2 and the scene 4:3: wait for the scene's canvas, however long the encode.
     deadline = time.monotonic() + 300
     while abs(_aspect(page) - width / height) > 0.01:
@@ -88,10 +82,9 @@ def _latencies(page: Page, width: int, height: int) -> list[float]:
         time.sleep(0.2)
     wait_for_canvas(page, settle=2.0, timeout=120)
     results = []
-    for i in range(BOXES):
-        cx, r = width * (0.15 + 0.17 * i), width * 0.08
+    for i, (x0, y0, x1, y1) in enumerate(boxes(width, height)):
         page.evaluate(_ARM)
-        draw_box(page, (cx - r, height * 0.5 - r), (cx + r, height * 0.5 + r), image_size=(width, height))
+        draw_box(page, (x0, y0), (x1, y1), image_size=(width, height))
         shown = page.evaluate("window.__shown")
         results.append(shown - page.evaluate("window.__mouseUp"))
         wait_for_objects(page, i + 1)
@@ -119,7 +112,7 @@ def main() -> None:
         with serve_app(env, Path(tmp) / "streamlit.log") as served, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             summary: dict[str, object] = {"model": args.model}
-            for name, (width, height) in SIZES.items():
+            for name, (width, height) in FULL_SIZES.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.goto(served.url)
                 runs = _latencies(page, width, height)

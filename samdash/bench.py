@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    mobile = importlib.util.find_spec("mobile_sam") is not None
+    mobile = all(importlib.util.find_spec(name) is not None for name in ("mobile_sam", "timm"))
     models = (args.models or ("tiny" if args.quick else "vit_b,vit_t" if mobile else "vit_b")).split(",")
     backends = (args.backends or ",".join(available_backends())).split(",")
     if args.worker:

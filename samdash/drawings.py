@@ -48,16 +48,19 @@ class _Context:
     embedding: Embedding
     size: tuple[int, int]  # the image's (width, height)
     refused: list[PromptError] = field(default_factory=list)
+    decode_seconds: float | None = None  # of the last prompt decoded
 
     def fresh(self, shape: Shape) -> SegmentState:
         """An object as this drawing alone makes it, its best candidate picked."""
         prompt = shape.to_prompt(*self.size)
         candidates = self.segmenter.predict(self.embedding, prompt)
+        self.decode_seconds = candidates.decode_seconds
         return SegmentState(prompt, candidates, candidates.best)
 
     def refine(self, segment: Segment, shape: Shape) -> None:
         """Add a point to ``segment`` (which stays as it was when the point is refused)."""
         segment.refine(self.segmenter, self.embedding, inside(shape.points[0], *self.size), shape.label)
+        self.decode_seconds = segment.candidates.decode_seconds
 
     def usable(self, shape: Shape) -> bool:
         """Whether the drawing makes a prompt for this image (a box dragged off the image does not)."""
@@ -159,13 +162,14 @@ class Workspace:
         for segment_id in dict.fromkeys(entry.segment_id for entry in gone if entry.segment_id is not None):
             self._rebuild(segment_id, gone, edit, ctx)
         self.applied = [entry for entry in self.applied if entry not in gone]
-        # Objects coming back first, so that their points find them.
-        for shape in sorted(new, key=lambda shape: shape.key not in self._dropped):
+        for shape in new:
             try:
                 self._apply(shape, ctx)
             except PromptError as exc:
                 self.applied.append(Applied(shape))
                 ctx.refused.append(exc)
+        if ctx.decode_seconds is not None:
+            self.last_decode_ms = ctx.decode_seconds * 1000
         if edit is not None or len(returning) < len(new):
             # A drawing that is not a redo starts the canvas's redo history afresh.
             self._taken_back.clear()
@@ -180,10 +184,12 @@ class Workspace:
         """Rebuild one object from its drawings, from the first one taken back or edited on."""
         edited, replacement = edit if edit is not None else (None, None)
         chain = [entry for entry in self.applied if entry.segment_id == segment_id]
-        for entry in chain:
-            if entry in gone and entry is not edited and entry.before is not None:
-                _remember(self._taken_back, entry.key, segment_id)
         segment = self.segment(segment_id)
+        for entry in chain:
+            # Points (and, while their object is gone, every drawing of it) return to it on a redo;
+            # the drawing that made an object is remembered with the object instead.
+            if entry in gone and entry is not edited and (entry.before is not None or segment is None):
+                _remember(self._taken_back, entry.key, segment_id)
         if segment is None:  # the drawing that made it is gone already
             return
         first = next(i for i, entry in enumerate(chain) if entry in gone)
@@ -234,7 +240,6 @@ class Workspace:
             ctx.refine(target, shape)
             self.active_id = target.id
             self.applied.append(Applied(shape, target.id, before))
-        self.last_decode_ms = target.candidates.decode_seconds * 1000
 
     def _replay(self, segment: Segment, points: list[Applied], ctx: _Context) -> None:
         """Refine ``segment`` with each point in turn, recording its state before each; a refused one is let go."""
@@ -247,7 +252,6 @@ class Workspace:
                 ctx.refused.append(exc)
                 continue
             self._swap(entry, Applied(entry.shape, segment.id, before))
-        self.last_decode_ms = segment.candidates.decode_seconds * 1000
 
     def _swap(self, old: Applied, new: Applied) -> Applied:
         self.applied[self.applied.index(old)] = new

@@ -165,7 +165,7 @@ def test_undoing_a_refused_point_keeps_the_object_it_was_aimed_at(canvas):
     send(A)
     segment = workspace.segments[0]
     assert len(send(A, OFF)) == 1 and len(segment.prompt.points) == 0
-    send(A, OFF)
+    assert send(A, OFF) == []  # reported once
     send(A)  # undo the refused point
     assert workspace.segments == [segment]
 
@@ -179,6 +179,37 @@ def test_a_point_whose_object_is_gone_waits_for_it(canvas):
     assert _points(workspace, "object 1") == []
     send(B, P, A)  # undo: A is back, and P with it
     assert _points(workspace, "object 1") == [] and _points(workspace, "object 2") == [([220.0, 200.0], INCLUDE)]
+
+
+def test_a_waiting_point_undone_and_redone_still_waits_for_its_object(canvas):
+    workspace, send = canvas
+    send(B, A, P)
+    send(B, P)  # box A deleted in edit mode: P waits
+    for _ in range(2):
+        send(B)  # P deleted
+        send(B, P)  # and brought back
+    send(B, P, A)  # A's deletion undone
+    assert [s.name for s in workspace.segments] == ["object 1", "object 2"]
+    assert _points(workspace, "object 1") == [] and _points(workspace, "object 2") == [([220.0, 200.0], INCLUDE)]
+
+
+def test_a_new_drawing_forgets_what_could_have_been_redone(canvas):
+    workspace, send = canvas
+    send(A)
+    send()  # undo A
+    send(B)  # a new drawing: the canvas's redo history is gone
+    send(B, A)  # the same box drawn again is a new object
+    assert [s.name for s in workspace.segments] == ["object 2", "object 3"]
+
+
+def test_the_decode_time_is_that_of_the_last_prompt_decoded(canvas):
+    workspace, send = canvas
+    send(A, P)
+    workspace.last_decode_ms = -1.0
+    send(A)  # an undo decodes nothing
+    assert workspace.last_decode_ms == -1.0
+    send(A, P)  # a redo does
+    assert workspace.last_decode_ms > 0
 
 
 def test_identical_drawings_come_back_to_their_own_objects(canvas):

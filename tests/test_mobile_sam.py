@@ -1,4 +1,4 @@
-"""MobileSAM ("vit_t"): official weights load, segment like the official package, and work in the CLI and page."""
+"""MobileSAM ("vit_t"): weights in the published layout load, segment like the official package, and work in the CLI and page."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from samdash.engine import EmbeddingCache, SamEngine
 from samdash.errors import CheckpointError
 from samdash.models import CATALOGUE, MOBILE_SAM_PACKAGES, build_model, checkpoint_url, load_model
 from tests.agreement import assert_same_candidates
-from tests.test_page import APP, RECT, _draw
+from tests.page_driver import APP, RECT, draw
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the package's use of deprecated timm paths
-    import mobile_sam
+    mobile_sam = pytest.importorskip("mobile_sam", reason=f"MobileSAM is optional: pip install {MOBILE_SAM_PACKAGES}")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,6 @@ def checkpoint(official, tmp_path_factory) -> Path:
 
 def test_catalogue_offers_mobile_sam_from_its_publisher():
     spec = CATALOGUE["vit_t"]
-    assert (spec.filename, spec.size_bytes) == ("mobile_sam.pt", 40_728_226)
     assert spec.sha256 == "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
     assert checkpoint_url(spec, Settings()) == (
         "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/"
@@ -61,7 +60,7 @@ def test_catalogue_offers_mobile_sam_from_its_publisher():
     assert checkpoint_url(CATALOGUE["vit_b"], Settings()).startswith("https://dl.fbaipublicfiles.com/segment_anything/")
 
 
-def test_official_weights_load_and_are_recognised(official, checkpoint):
+def test_weights_in_the_published_layout_load_and_are_recognised(official, checkpoint):
     loaded = load_model(None, Settings(checkpoint=checkpoint), "cpu")
     assert loaded.model_type == "vit_t" and isinstance(loaded.model, Sam)
     ours, theirs = loaded.model.state_dict(), official.state_dict()
@@ -113,6 +112,6 @@ def test_page_uses_mobile_sam_from_the_model_folder(checkpoint, monkeypatch, tmp
     assert not at.exception
     assert at.selectbox(key="model_choice").value == "vit_t"
     assert not at.warning  # no fallback banner: MobileSAM is in use
-    _draw(at, RECT)
+    draw(at, RECT)
     (segment,) = at.session_state["workspace"].segments
     assert segment.area > 0 and not np.isnan(segment.score)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,16 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.prompts import EXCLUDE, INCLUDE
-
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-# The default image is the bundled cat sample, 451×300; the canvas shows it at half size here.
-FIT = {"naturalWidth": 451, "naturalHeight": 300, "scaleX": 0.5, "scaleY": 0.5, "offsetX": 0, "offsetY": 0}
-RECT = {"type": "rect", "left": 40, "top": 20, "width": 120, "height": 100, "strokeWidth": 3}
-
-
-def _circle(x: float, y: float, fill: str) -> dict:
-    return {"type": "circle", "left": x - 7, "top": y - 7, "radius": 6, "strokeWidth": 2, "fill": fill}
-
+from tests.page_driver import APP, RECT, circle, draw
 
 @pytest.fixture
 def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
@@ -34,20 +24,12 @@ def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
     return at
 
 
-def _draw(at: AppTest, *objects: dict) -> None:
-    """Send the whole drawing, as the canvas does after every change."""
-    workspace = at.session_state["workspace"]
-    at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
-    at.run()
-    assert not at.exception
-
-
 def _button(at: AppTest, startswith: str):
     return next(b for b in at.button if b.label.startswith(startswith))
 
 
 def test_a_box_makes_an_object_with_candidates_and_the_best_picked(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     (segment,) = app.session_state["workspace"].segments
     assert segment.prompt.box == pytest.approx((80, 40, 320, 240))
     assert len(segment.candidates) == 3 and segment.pick == segment.candidates.best
@@ -59,7 +41,7 @@ def test_a_box_makes_an_object_with_candidates_and_the_best_picked(app):
 
 
 def test_the_pick_persists_across_reruns(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     segment = app.session_state["workspace"].segments[0]
     other = (segment.pick + 1) % 3
     _button(app, f"#{other + 1} ").click().run()
@@ -70,11 +52,11 @@ def test_the_pick_persists_across_reruns(app):
 
 
 def test_points_refine_the_active_object_with_its_previous_logits(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     segment = app.session_state["workspace"].segments[0]
     first_logits = segment.candidates.logits[segment.pick]
-    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR))
-    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR), _circle(60, 100, EXCLUDE_COLOR))
+    draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
+    draw(app, RECT, circle(100, 60, INCLUDE_COLOR), circle(60, 100, EXCLUDE_COLOR))
     (segment,) = app.session_state["workspace"].segments
     assert segment.prompt.labels.tolist() == [INCLUDE, EXCLUDE]
     assert segment.prompt.points.tolist() == [[200.0, 120.0], [120.0, 200.0]]
@@ -84,7 +66,7 @@ def test_points_refine_the_active_object_with_its_previous_logits(app):
 
 def test_each_box_is_a_new_object_and_delete_removes_one(app):
     second = dict(RECT, left=170, top=60)
-    _draw(app, RECT, second)
+    draw(app, RECT, second)
     workspace = app.session_state["workspace"]
     assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
     generation = workspace.generation
@@ -100,61 +82,61 @@ def test_each_box_is_a_new_object_and_delete_removes_one(app):
 
 def test_undo_on_the_canvas_takes_back_a_box_and_redo_brings_it_back(app):
     second = dict(RECT, left=170, top=60)
-    _draw(app, RECT, second)
-    _draw(app, RECT)  # the canvas's undo
+    draw(app, RECT, second)
+    draw(app, RECT)  # the canvas's undo
     workspace = app.session_state["workspace"]
     assert [s.name for s in workspace.segments] == ["object 1"] and workspace.active_id == 1
-    _draw(app, RECT, second)  # and its redo
+    draw(app, RECT, second)  # and its redo
     workspace = app.session_state["workspace"]
     assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
-    _draw(app)  # the canvas's reset
+    draw(app)  # the canvas's reset
     assert app.session_state["workspace"].segments == []
 
 
 def test_undo_on_the_canvas_takes_back_a_refinement(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     (segment,) = app.session_state["workspace"].segments
     candidates, pick = segment.candidates, segment.pick
-    _draw(app, RECT, _circle(100, 60, INCLUDE_COLOR))
+    draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
     assert len(segment.prompt.points) == 1 and segment.candidates is not candidates
-    _draw(app, RECT)
+    draw(app, RECT)
     assert app.session_state["workspace"].segments == [segment]
     assert len(segment.prompt.points) == 0 and segment.prompt.mask_input is None
     assert segment.candidates is candidates and segment.pick == pick
 
 
 def test_a_box_moved_on_the_canvas_is_segmented_where_it_now_is(app):
-    _draw(app, RECT)
-    _draw(app, dict(RECT, left=100))
+    draw(app, RECT)
+    draw(app, dict(RECT, left=100))
     (segment,) = app.session_state["workspace"].segments
     assert segment.name == "object 1" and segment.prompt.box == pytest.approx((200, 40, 440, 240))
 
 
 def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
-    _draw(app, _circle(100, 60, EXCLUDE_COLOR))
+    draw(app, circle(100, 60, EXCLUDE_COLOR))
     assert len(app.error) == 1
     app.run()
     assert not app.error and app.session_state["workspace"].segments == []
-    _draw(app, _circle(100, 60, EXCLUDE_COLOR), RECT)
+    draw(app, circle(100, 60, EXCLUDE_COLOR), RECT)
     assert not app.error and len(app.session_state["workspace"].segments) == 1
 
 
 def test_an_exclude_point_with_no_object_is_explained(app):
-    _draw(app, _circle(100, 60, EXCLUDE_COLOR))
+    draw(app, circle(100, 60, EXCLUDE_COLOR))
     assert app.session_state["workspace"].segments == []
     assert any("exclude point needs an object" in e.value for e in app.error)
 
 
 def test_a_degenerate_box_is_refused_and_earlier_objects_stay(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     flat = dict(RECT, left=300, width=0)
-    _draw(app, RECT, flat)
+    draw(app, RECT, flat)
     assert len(app.session_state["workspace"].segments) == 1
     assert any("no area" in e.value for e in app.error)
 
 
 def test_rename_recolour_hide(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     app.text_input(key=next(k for k in _keys(app) if k.startswith("name-"))).input("cat").run()
     app.checkbox(key=next(k for k in _keys(app) if k.startswith("visible-"))).uncheck().run()
     segment = app.session_state["workspace"].segments[0]
@@ -166,7 +148,7 @@ def _keys(app: AppTest) -> list[str]:
 
 
 def test_a_new_image_starts_a_new_set_of_objects(app):
-    _draw(app, RECT)
+    draw(app, RECT)
     app.selectbox(key="sample").select("Coffee cup").run()
     workspace = app.session_state["workspace"]
     assert workspace.segments == [] and app.session_state["image"].width == 600
@@ -180,7 +162,7 @@ def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp
     assert not at.exception
     assert any("SAM is not available" in w.value and "GrabCut" in w.value for w in at.warning)
     assert any(b.label.startswith("Download") for b in at.button)
-    _draw(at, RECT)
+    draw(at, RECT)
     (segment,) = at.session_state["workspace"].segments
     assert segment.area > 0 and np.isnan(segment.score)
 
