@@ -134,6 +134,11 @@ class LoadedModel:
     model_type: str
     checkpoint: Path
 
+    @property
+    def name(self) -> str:
+        """How the page and the CLI call the model (MobileSAM's type name, vit_t, says little)."""
+        return "MobileSAM" if self.model_type == "vit_t" else f"SAM {self.model_type}"
+
 
 def checkpoint_spec(model_type: str) -> CheckpointSpec:
     """The catalogue entry, or a ``CheckpointError`` listing the known types."""

@@ -15,7 +15,7 @@ def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache
     loaded = load_model(model_type, settings, device)
     return SamEngine(
         loaded.model,
-        name=f"SAM {loaded.model_type}",
+        name=loaded.name,
         cache=cache,
         encoder=make_encoder(loaded.model, settings.encoder_backend),
         cache_id=f"{loaded.model_type}:{loaded.checkpoint.resolve()}",

@@ -76,7 +76,7 @@ def test_sam_weights_are_not_taken_for_mobile_sam(tiny_checkpoint):
 @pytest.mark.parametrize("backend", available_backends())
 def test_masks_match_the_official_predictor(official, checkpoint, scene, backend):
     model = load_model("vit_t", Settings(checkpoint=checkpoint), "cpu").model
-    engine = SamEngine(model, "SAM vit_t", EmbeddingCache(64 << 20), encoder=make_encoder(model, backend))
+    engine = SamEngine(model, "MobileSAM", EmbeddingCache(64 << 20), encoder=make_encoder(model, backend))
     assert_same_candidates(engine, mobile_sam.SamPredictor(official), scene)
 
 
@@ -96,7 +96,7 @@ def test_cli_segments_with_mobile_sam(checkpoint, scene, tmp_path):
         out=out, err=err,
     )
     assert code == 0, err.getvalue()
-    assert "1 of 1 images segmented" in out.getvalue() and "SAM vit_t" in out.getvalue()
+    assert "1 of 1 images segmented in" in out.getvalue() and "with MobileSAM;" in out.getvalue()
     assert any((tmp_path / "out").rglob("*.png"))
 
 
@@ -112,6 +112,7 @@ def test_page_uses_mobile_sam_from_the_model_folder(checkpoint, monkeypatch, tmp
     assert not at.exception
     assert at.selectbox(key="model_choice").value == "vit_t"
     assert not at.warning  # no fallback banner: MobileSAM is in use
+    assert any("with MobileSAM" in caption.value for caption in at.caption)
     draw(at, RECT)
     (segment,) = at.session_state["workspace"].segments
     assert segment.area > 0 and not np.isnan(segment.score)
