@@ -71,14 +71,14 @@ CATALOGUE: dict[str, CheckpointSpec] = {
             "sam_vit_h_4b8939.pth",
             "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             2_564_550_879,
-            "SAM ViT-H (most accurate)",
+            "SAM ViT-H (huge)",
         ),
         CheckpointSpec(
             "vit_t",
             "mobile_sam.pt",
             "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
             40_728_226,
-            "MobileSAM (fast on a CPU)",
+            "MobileSAM (fast)",
             MOBILE_SAM_DOWNLOADS,
         ),
     )

@@ -36,11 +36,15 @@ class ModelState:
     fallback_reason: str | None = None
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
+
+
 def _model_label(key: str) -> str:
     if key == CUSTOM:
         return "Custom checkpoint (path)…"
     spec = CATALOGUE[key]
-    return f"{spec.description} · {spec.size_bytes / 1e6:,.0f} MB"
+    return f"{spec.description} · {_size(spec.size_bytes)}"
 
 
 def _download(model_type: str, settings: Settings) -> None:
@@ -72,6 +76,10 @@ def model_panel(settings: Settings) -> ModelState:
         index=keys.index(preferred) if preferred in keys else 0,
         format_func=_model_label,
         key="model_choice",
+        help=(
+            "SAM ViT-B, ViT-L and ViT-H are Meta's models: larger ones give finer masks and encode more slowly. "
+            "MobileSAM encodes an image about 5× faster than ViT-B on a CPU, with somewhat coarser masks."
+        ),
     )
     device = st.selectbox("Device", DEVICES, index=DEVICES.index(settings.device) if settings.device in DEVICES else 0)
     settings = replace(settings, device=device)
@@ -96,7 +104,7 @@ def model_panel(settings: Settings) -> ModelState:
         spec = CATALOGUE[model_type]
         st.markdown(f"Checkpoint **{'partly downloaded' if state == 'partial' else 'missing'}**: `{spec.filename}`")
         st.caption(f"Looked in `{settings.model_dir}`")
-        label = "Resume download" if state == "partial" else f"Download ({spec.size_bytes / 1e6:,.0f} MB)"
+        label = "Resume download" if state == "partial" else f"Download ({_size(spec.size_bytes)})"
         if st.button(label, type="primary", icon=":material/download:"):
             _download(model_type, settings)
         return ModelState(fallback_segmenter(settings.embedding_cache_mb), f"the {spec.filename} checkpoint is not downloaded")
