@@ -108,10 +108,16 @@ class Segmenter(Protocol):
     name: str
     is_fallback: bool
     cache_id: str
+    cache: EmbeddingCache
 
     def embed(self, image: np.ndarray, content_hash: str) -> Embedding: ...
 
     def predict(self, embedding: Embedding, prompt: Prompt) -> Candidates: ...
+
+
+def cached_embedding(segmenter: Segmenter, content_hash: str) -> Embedding | None:
+    """The image's embedding when it is already computed, without queueing behind another image's encode."""
+    return segmenter.cache.get((segmenter.cache_id, content_hash))
 
 
 class EmbeddingCache:

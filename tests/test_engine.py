@@ -7,7 +7,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from samdash.engine import Embedding, EmbeddingCache, SamEngine
+from samdash.engine import Embedding, EmbeddingCache, SamEngine, cached_embedding
 from samdash.prompts import Prompt, box_prompt, point_prompt
 
 
@@ -189,3 +189,10 @@ def test_previews_of_known_masks_are_scaled_down():
     mask[100:300, 200:400] = True
     small = Candidates.fixed(mask[None], np.array([0.5])).preview(0, (160, 120))
     assert small[25:75, 50:100].all() and small.sum() == 50 * 50
+
+
+def test_a_cached_embedding_is_found_without_encoding(tiny_engine, scene):
+    assert cached_embedding(tiny_engine, "scene") is None
+    embedding = tiny_engine.embed(scene, "scene")
+    assert cached_embedding(tiny_engine, "scene") is embedding and tiny_engine.encoder_calls == 1
+    assert cached_embedding(tiny_engine, "another image") is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
+
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.prompts import EXCLUDE, INCLUDE
-from tests.page_driver import APP, RECT, circle, draw
+from tests.page_driver import APP, FIT, RECT, circle, draw
 
 @pytest.fixture
 def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
@@ -119,6 +122,21 @@ def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
     assert not app.error and app.session_state["workspace"].segments == []
     draw(app, circle(100, 60, EXCLUDE_COLOR), RECT)
     assert not app.error and len(app.session_state["workspace"].segments) == 1
+
+
+def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
+    # The page's module, as the app imported it (it can only be imported inside a running app).
+    area = importlib.import_module("samdash.ui.workspace")
+    release = threading.Event()
+    area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
+    try:
+        workspace = app.session_state["workspace"]
+        drawing = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
+        app.session_state[workspace.canvas_key] = drawing
+        app.run(timeout=30)  # this image is encoded already: no need to queue behind the other one
+        assert not app.exception and len(app.session_state["workspace"].segments) == 1
+    finally:
+        release.set()
 
 
 def test_an_exclude_point_with_no_object_is_explained(app):

@@ -13,7 +13,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.drawings import Workspace
-from samdash.engine import Embedding, Segmenter
+from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.ui.display import background_jpeg, fit_size, resized
@@ -39,16 +39,21 @@ _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-en
 
 
 def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
-    """The image's embedding; a first encode shows its progress, a cached one returns at once."""
+    """The image's embedding; a cached one returns at once, a first encode shows its progress."""
+    embedding = cached_embedding(segmenter, image.content_hash)
+    if embedding is not None:
+        return embedding  # at once, even while another session's image is being encoded
     future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
     try:
         return future.result(timeout=0.3)
     except TimeoutError:
         pass
     start = time.monotonic()
-    with st.status(f"Encoding the image with {segmenter.name} (once per image)…") as status:
+    encoding = f"Encoding the image with {segmenter.name} (once per image)…"
+    with st.status(encoding) as status:
         while not future.done():
-            status.update(label=f"Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - start:.0f} s")
+            doing = encoding if future.running() else "Waiting for another image's encode to finish…"
+            status.update(label=f"{doing} {time.monotonic() - start:.0f} s")
             time.sleep(0.5)
         embedding = future.result()
         status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
