@@ -43,7 +43,15 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
+    key = (segmenter.cache_id, image.content_hash)
+    earlier = st.session_state.get("encode")
+    if earlier is not None and earlier[0] == key and not earlier[1].done():
+        future = earlier[1]  # this session's encode of this image, still under way
+    else:
+        if earlier is not None:
+            earlier[1].cancel()  # an image left before its encode started: it will not hold up this one
+        future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
+        st.session_state["encode"] = (key, future)
     try:
         return future.result(timeout=0.3)
     except TimeoutError:
