@@ -125,7 +125,7 @@ def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
 
 
 def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
-    # The page's module, as the app imported it (it can only be imported inside a running app).
+    # The page's module as the app imported it (importing it outside a running app fails).
     area = importlib.import_module("samdash.ui.workspace")
     release = threading.Event()
     area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
@@ -135,6 +135,23 @@ def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
         app.session_state[workspace.canvas_key] = drawing
         app.run(timeout=30)  # this image is encoded already: no need to queue behind the other one
         assert not app.exception and len(app.session_state["workspace"].segments) == 1
+    finally:
+        release.set()
+
+
+def test_leaving_an_image_before_its_encode_starts_cancels_that_encode(app):
+    area = importlib.import_module("samdash.ui.workspace")
+    release = threading.Event()
+    area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
+    try:
+        app.selectbox(key="sample").select("Coffee cup")
+        with pytest.raises(RuntimeError, match="timed out"):
+            app.run(timeout=3)  # the coffee cup waits for the encoder
+        coffee = app.session_state["encode"][1]
+        app.selectbox(key="sample").select("Astronaut")
+        with pytest.raises(RuntimeError, match="timed out"):
+            app.run(timeout=3)
+        assert coffee.cancelled() and not app.session_state["encode"][1].cancelled()
     finally:
         release.set()
 

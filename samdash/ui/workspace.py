@@ -40,28 +40,32 @@ _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-en
 
 def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     """The image's embedding; a cached one returns at once, a first encode shows its progress."""
+    key = (segmenter.cache_id, image.content_hash)
+    earlier = st.session_state.get("encode")
+    if earlier is not None and earlier[0] != key:
+        earlier[1].cancel()  # an image this session has left: if its encode has not started, it never will
+        earlier = st.session_state["encode"] = None
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    key = (segmenter.cache_id, image.content_hash)
-    earlier = st.session_state.get("encode")
-    if earlier is not None and earlier[0] == key and not earlier[1].done():
+    if earlier is not None and not earlier[1].done():
         future = earlier[1]  # this session's encode of this image, still under way
     else:
-        if earlier is not None:
-            earlier[1].cancel()  # an image left before its encode started: it will not hold up this one
         future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
         st.session_state["encode"] = (key, future)
     try:
         return future.result(timeout=0.3)
     except TimeoutError:
         pass
-    start = time.monotonic()
+    waiting = "Waiting for the encoder, busy with another request…"
     encoding = f"Encoding the image with {segmenter.name} (once per image)…"
-    with st.status(encoding) as status:
+    with st.status(encoding if future.running() else waiting) as status:
+        start, started = time.monotonic(), None
         while not future.done():
-            doing = encoding if future.running() else "Waiting for another image's encode to finish…"
-            status.update(label=f"{doing} {time.monotonic() - start:.0f} s")
+            if started is None and future.running():
+                started = time.monotonic()
+            label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
+            status.update(label=label)
             time.sleep(0.5)
         embedding = future.result()
         status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
