@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -49,11 +50,12 @@ class Shape:
     # The Fabric object it came from, to draw it again when the canvas is remounted.
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
+    @cached_property
     def key(self) -> Hashable:
         """What identifies this drawing across reruns: its Fabric geometry in canvas pixels.
 
         Canvas pixels, not image pixels, so that a canvas resized with its column keeps its keys.
+        Kept once made: matching the canvas asks for it many times on every rerun.
         """
         return drawing_key(self.raw)
 
