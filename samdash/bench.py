@@ -45,6 +45,7 @@ from segment_anything.modeling.image_encoder import Attention
 from samdash.backends import available_backends, default_backend, make_encoder
 from samdash.engine import Embedding, EmbeddingCache, SamEngine
 from samdash.imaging import display_copy
+from samdash.masks import CompactMask
 from samdash.models import ARCHITECTURES, MOBILE_SAM_PACKAGES
 from samdash.prompts import box_prompt
 from samdash.render import Layer, contours_of, draw_layers, palette_color
@@ -186,11 +187,12 @@ def prompt_to_outline(engine: SamEngine, embedding: Embedding, image: np.ndarray
     prompt = box_prompt(box, width, height)
     candidates, decode = _timed(lambda: engine.predict(embedding, prompt))
     mask, upscale = _timed(lambda: candidates.mask(candidates.best))
+    _, encode = _timed(lambda: CompactMask.encode(mask))
     contours, contour = _timed(lambda: contours_of(mask))
-    layer = Layer(mask, palette_color(0), contours)
+    layer = Layer(palette_color(0), contours)
     drawn, draw = _timed(lambda: draw_layers(display, [layer], scale=display.shape[1] / width))
     _, jpeg = _timed(lambda: cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]))
-    stages = {"decode": decode, "mask": upscale, "contour": contour, "draw": draw, "jpeg": jpeg}
+    stages = {"decode": decode, "mask": upscale, "rle": encode, "contour": contour, "draw": draw, "jpeg": jpeg}
     stages = {name: seconds * 1000 for name, seconds in stages.items()}
     stages["total"] = sum(stages.values())
     return stages
@@ -202,7 +204,7 @@ def prompt_to_outline(engine: SamEngine, embedding: Embedding, image: np.ndarray
 def stock_box(predictor: SamPredictor, image: np.ndarray, box: Box) -> dict[str, float]:
     """Seconds per stage after ``set_image``: all candidates at full size, full-size overlay as PNG."""
     (masks, scores, _), predict = _timed(lambda: predictor.predict(box=np.asarray(box), multimask_output=True))
-    layer = Layer(masks[int(np.argmax(scores))], palette_color(0))
+    layer = Layer.from_mask(masks[int(np.argmax(scores))], palette_color(0))
     drawn, overlay = _timed(lambda: draw_layers(image, [layer], fill_opacity=0.5))
     _, png = _timed(lambda: cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)))
     return {"predict": predict, "overlay": overlay, "png": png}

@@ -25,7 +25,7 @@ from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image_file
 from samdash.models import CATALOGUE, DEFAULT_MODEL, download_checkpoint
 from samdash.prompts import INCLUDE, box_prompt, inside, point_prompt
 from samdash.segmenter import sam_engine
-from samdash.segments import Segment
+from samdash.segments import Segment, SegmentState
 
 
 def _numbers(text: str, counts: tuple[int, ...], what: str) -> tuple[float, ...]:
@@ -109,14 +109,14 @@ def _prompted_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embe
     segments: list[Segment] = []
     for box in boxes:
         prompt = box_prompt(tuple(box), image.width, image.height)
-        segments.append(Segment.create(len(segments) + 1, prompt, segmenter.predict(embedding, prompt)))
+        segments.append(Segment.create(len(segments) + 1, SegmentState.of(prompt, segmenter.predict(embedding, prompt))))
     for x, y, *label in points:
         label_value = int(label[0]) if label else INCLUDE
         if segments:
             segments[-1].refine(segmenter, embedding, inside((x, y), image.width, image.height), label_value)
         else:
             prompt = point_prompt((x, y), label_value, image.width, image.height)
-            segments.append(Segment.create(1, prompt, segmenter.predict(embedding, prompt)))
+            segments.append(Segment.create(1, SegmentState.of(prompt, segmenter.predict(embedding, prompt))))
     return segments
 
 

@@ -55,7 +55,7 @@ class _Context:
         prompt = shape.to_prompt(*self.size)
         candidates = self.segmenter.predict(self.embedding, prompt)
         self.decode_seconds = candidates.decode_seconds
-        return SegmentState(prompt, candidates, candidates.best)
+        return SegmentState.of(prompt, candidates)
 
     def refine(self, segment: Segment, shape: Shape) -> None:
         """Add a point to ``segment`` (which stays as it was when the point is refused)."""
@@ -232,7 +232,7 @@ class Workspace:
             if shape.label == EXCLUDE:
                 raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
             state = ctx.fresh(shape)
-            target = Segment.create(self.next_id, state.prompt, state.candidates)
+            target = Segment.create(self.next_id, state)
             self.add(target)
             self.applied.append(Applied(shape, target.id))
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,9 +18,11 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from samdash.lru import ByteLRU
 from samdash.prompts import Prompt
 
 
@@ -37,69 +38,118 @@ class Embedding:
     encode_seconds: float
 
 
+@dataclass(frozen=True)
+class MaskGeometry:
+    """How low-resolution logits map onto the image: plain numbers, so candidates need no engine to make masks.
+
+    ``model_side`` is the side of the square SAM pads its input to (None for
+    logits that simply cover the image, as the GrabCut fallback's do).
+    """
+
+    original_size: tuple[int, int]  # (height, width) of the image
+    input_size: tuple[int, int]  # (height, width) of the image as the model saw it
+    model_side: int | None = None
+
+    def extent(self, logits_shape: tuple[int, int]) -> tuple[int, int]:
+        """The (height, width) of the logits that covers the image (SAM pads its input to a square)."""
+        if self.model_side is None:
+            return logits_shape
+        return tuple(-(-side * logits_shape[-1] // self.model_side) for side in self.input_size)
+
+
+@torch.inference_mode()
+def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
+    """A full-size boolean mask from one low-resolution logit map.
+
+    For SAM this is its own post-processing (``Sam.postprocess_masks`` and
+    its threshold of 0), so masks match ``SamPredictor`` exactly.
+    """
+    logits = np.asarray(logits, np.float32)
+    height, width = geometry.original_size
+    if geometry.model_side is None:
+        return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
+    side = geometry.model_side
+    tensor = F.interpolate(torch.from_numpy(logits)[None, None], (side, side), mode="bilinear", align_corners=False)
+    tensor = tensor[..., : geometry.input_size[0], : geometry.input_size[1]]
+    full = F.interpolate(tensor, (height, width), mode="bilinear", align_corners=False)
+    return (full[0, 0] > 0).numpy()
+
+
+# SAM's logits stay within a few hundred; float16 keeps their sign and shape for history and thumbnails.
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
 class Candidates:
     """Candidate masks for one prompt, in the model's order, with its predicted quality scores.
 
-    Full-resolution masks are produced on demand from the low-resolution
-    logits, one candidate at a time: a 12 MP image pays for the one mask the
-    user looks at, not for all three.
+    Plain data: the engine's low-resolution logits (what SAM takes back to
+    refine an object) and how they map onto the image. Full-size masks are
+    made from them on demand, one candidate at a time, and not kept here.
     """
 
     def __init__(
         self,
         scores: np.ndarray,
-        logits: np.ndarray | None,
-        mask_of: Callable[[int], np.ndarray],
-        decode_seconds: float,
+        logits: np.ndarray,
+        geometry: MaskGeometry,
+        decode_seconds: float = 0.0,
         source: str = "",
-        logits_extent: tuple[int, int] | None = None,
+        exact: tuple[int, np.ndarray] | None = None,
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
+        # The engine's own low-resolution output, (n, h, w); its dtype is kept (float32, float16 or int8).
+        self.logits = np.asarray(logits)
+        self.geometry = geometry
+        self.decode_seconds = decode_seconds
         # Which engine made them: only that engine can take ``logits`` back as a mask input.
         self.source = source
-        # The (height, width) of ``logits`` that covers the image (SAM pads its input to a square).
-        self._extent = logits_extent
-        # The engine's own low-resolution output, fed back to refine an object (None when there is none).
-        self.logits = None if logits is None else np.asarray(logits, np.float32)
-        self.decode_seconds = decode_seconds
-        self._mask_of = mask_of
-        self._masks: dict[int, np.ndarray] = {}
-        self._lock = threading.Lock()
-
-    @classmethod
-    def fixed(cls, masks: np.ndarray, scores: np.ndarray, source: str = "") -> "Candidates":
-        """Candidates whose full-resolution masks are already known (e.g. from segment-everything)."""
-        return cls(scores, None, lambda index: masks[index], 0.0, source)
+        # (index, float32 logits) of one candidate kept exactly when ``logits`` are rounded (see ``compacted``).
+        self._exact = exact
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def nbytes(self) -> int:
+        return self.scores.nbytes + self.logits.nbytes + (self._exact[1].nbytes if self._exact else 0)
 
     @property
     def best(self) -> int:
         """Index of the highest predicted score (the first one when scores are unknown)."""
         return 0 if np.all(np.isnan(self.scores)) else int(np.nanargmax(self.scores))
 
+    def logits_of(self, index: int) -> np.ndarray:
+        """One candidate's logits as float32 (h, w), the form an engine takes back as a mask input."""
+        if self._exact is not None and self._exact[0] == index:
+            return self._exact[1]
+        return np.asarray(self.logits[index], np.float32)
+
     def mask(self, index: int) -> np.ndarray:
-        """Full-resolution boolean mask of one candidate (computed once)."""
-        with self._lock:
-            if index not in self._masks:
-                self._masks[index] = self._mask_of(index)
-            return self._masks[index]
-
-    def preview(self, index: int, size: tuple[int, int]) -> np.ndarray:
-        """A small boolean mask at ``size`` = (width, height) for thumbnails, straight from the logits.
-
-        Much cheaper than a full-resolution mask on a large image; only for display.
-        """
-        if self.logits is None:
-            mask = self.mask(index).astype(np.uint8) * 255
-            return cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 128
-        height, width = self._extent or self.logits.shape[1:]
-        return cv2.resize(self.logits[index, :height, :width], size, interpolation=cv2.INTER_LINEAR) > 0
+        """Full-resolution boolean mask of one candidate (made afresh: keep it only as long as it is needed)."""
+        return upscale(self.logits_of(index), self.geometry)
 
     @property
     def masks(self) -> np.ndarray:
         return np.stack([self.mask(i) for i in range(len(self))])
+
+    def preview(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """A small boolean mask at ``size`` = (width, height) for thumbnails, straight from the logits."""
+        height, width = self.geometry.extent(self.logits.shape[1:])
+        return cv2.resize(self.logits_of(index)[:height, :width], size, interpolation=cv2.INTER_LINEAR) > 0
+
+    def compacted(self, keep: int) -> "Candidates":
+        """The same candidates in less memory, for undo history.
+
+        Logits are rounded to float16, except candidate ``keep`` (the picked
+        one): what refines the object and makes its mask stays exact, so a
+        refinement replayed after an undo gives the same result. The others
+        only matter if the user picks them later, when a rounded mask may
+        differ from the exact one on the odd edge pixel.
+        """
+        if self.logits.dtype != np.float32:
+            return self
+        logits = np.clip(self.logits, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
+        return Candidates(self.scores, logits, self.geometry, self.decode_seconds, self.source, (keep, self.logits_of(keep).copy()))
 
 
 class Segmenter(Protocol):
@@ -120,54 +170,11 @@ def cached_embedding(segmenter: Segmenter, content_hash: str) -> Embedding | Non
     return segmenter.cache.get((segmenter.cache_id, content_hash))
 
 
-class EmbeddingCache:
-    """Thread-safe LRU bounded in bytes; concurrent requests for one key compute it once."""
+class EmbeddingCache(ByteLRU[tuple[str, str], "Embedding"]):
+    """Embeddings by (engine id, image hash), bounded in bytes and shared by every session of the process."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], Embedding] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._in_flight: dict[tuple[str, str], threading.Lock] = {}
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: tuple[str, str]) -> Embedding | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def get_or_compute(self, key: tuple[str, str], compute: Callable[[], Embedding]) -> Embedding:
-        item = self.get(key)
-        if item is not None:
-            return item
-        with self._lock:
-            key_lock = self._in_flight.setdefault(key, threading.Lock())
-        with key_lock:
-            item = self.get(key)
-            if item is None:
-                item = compute()
-                self._put(item)
-        with self._lock:
-            self._in_flight.pop(key, None)
-        return item
-
-    def _put(self, item: Embedding) -> None:
-        with self._lock:
-            if item.key in self._items:
-                return
-            self._items[item.key] = item
-            self._bytes += item.nbytes
-            while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= evicted.nbytes
+        super().__init__(max_bytes, lambda embedding: embedding.nbytes)
 
 
 ImageEncoder = Callable[[torch.Tensor], torch.Tensor]
@@ -249,19 +256,13 @@ class SamEngine:
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
-        logits = low_res[0].cpu().numpy()
         return Candidates(
             scores=scores[0].cpu().numpy(),
-            logits=logits,
-            mask_of=lambda index: self._upscale(logits[index], embedding),
+            logits=low_res[0].cpu().numpy(),
+            geometry=self.geometry(embedding),
             decode_seconds=time.perf_counter() - start,
             source=self.cache_id,
-            logits_extent=tuple(-(-side * logits.shape[-1] // self.model.image_encoder.img_size) for side in embedding.input_size),
         )
 
-    @torch.inference_mode()
-    def _upscale(self, logits: np.ndarray, embedding: Embedding) -> np.ndarray:
-        """SAM's own post-processing of one low-res mask, so masks match ``SamPredictor`` exactly."""
-        tensor = torch.from_numpy(logits)[None, None].to(self._device)
-        full = self.model.postprocess_masks(tensor, embedding.input_size, embedding.original_size)
-        return (full[0, 0] > self.model.mask_threshold).cpu().numpy()
+    def geometry(self, embedding: Embedding) -> MaskGeometry:
+        return MaskGeometry(embedding.original_size, embedding.input_size, self.model.image_encoder.img_size)

@@ -16,9 +16,9 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 
-from samdash.engine import Candidates, Embedding
+from samdash.engine import Candidates, Embedding, MaskGeometry
 from samdash.prompts import INCLUDE, point_prompt
-from samdash.segments import Segment
+from samdash.segments import Segment, SegmentState
 
 Progress = Callable[[int, int], None]
 
@@ -45,7 +45,9 @@ class FoundMask:
         """An ordinary object: its prompt is the grid point that found it, so include/exclude points refine it."""
         height, width = self.mask.shape
         prompt = point_prompt(self.point, INCLUDE, width, height)
-        return Segment.create(segment_id, prompt, Candidates.fixed(self.mask[None], np.array([self.score]), source))
+        logits = np.where(self.mask, np.int8(1), np.int8(-1))[None]
+        candidates = Candidates(np.array([self.score]), logits, MaskGeometry((height, width), (height, width)), source=source)
+        return Segment.create(segment_id, SegmentState.of(prompt, candidates))
 
 
 class _EmbeddedPredictor(SamPredictor):

@@ -120,7 +120,7 @@ def cutout_png(image: np.ndarray, mask: np.ndarray) -> bytes:
 
 def overlay_png(image: np.ndarray, segments: Sequence[Exportable], thickness: int = 2, fill_opacity: float = 0.0) -> bytes:
     """The image at full resolution with each object outlined (and tinted when ``fill_opacity`` > 0)."""
-    layers = [Layer(segment.mask, segment.color) for segment in segments]
+    layers = [Layer.from_mask(segment.mask, segment.color) for segment in segments]
     return _png(draw_layers(image, layers, scale=1.0, thickness=thickness, fill_opacity=fill_opacity))
 
 

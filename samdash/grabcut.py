@@ -4,7 +4,7 @@ fallback when no SAM checkpoint is at hand.
 GrabCut has no learned encoder, so "embedding" an image only keeps a working
 copy small enough (longest side ≤ 640 px) for a graph cut to answer a prompt
 in well under a second even on a 12 MP photo. Each prediction returns ±1
-logits at that working size; fed back as ``mask_input`` they seed the next
+logits at that working size (int8, a byte a pixel); fed back as ``mask_input`` they seed the next
 cut of the same object, the way SAM's own low-resolution logits do.
 """
 
@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from samdash.engine import Candidates, Embedding, EmbeddingCache
+from samdash.engine import Candidates, Embedding, EmbeddingCache, MaskGeometry
 from samdash.errors import PromptError
 from samdash.prompts import INCLUDE, Prompt
 
@@ -82,21 +82,14 @@ class GrabCutEngine:
         foreground = _cut(bgr, init, radius)
         seeds = _seed_pixels(prompt.box, scale, points[labels == INCLUDE], (height, width))
         candidates = _candidates(foreground, init == cv2.GC_BGD, seeds, max(height, width))
-        logits = np.where(candidates, np.float32(1), np.float32(-1))
-        original = embedding.original_size
         return Candidates(
-            scores=np.full(len(logits), np.nan, np.float32),
-            logits=logits,
-            mask_of=lambda index: _upscale(logits[index], original),
+            scores=np.full(len(candidates), np.nan, np.float32),
+            # ±1 at the working size: interpolated before thresholding they give a smooth full-size outline.
+            logits=np.where(candidates, np.int8(1), np.int8(-1)),
+            geometry=MaskGeometry(embedding.original_size, (height, width)),
             decode_seconds=time.perf_counter() - start,
             source=self.cache_id,
         )
-
-
-def _upscale(logits: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
-    """Full-resolution mask: interpolating the logits before thresholding gives a smooth outline, not blocks."""
-    height, width = original_size
-    return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
 
 
 def _previous_foreground(mask_input: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:

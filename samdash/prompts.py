@@ -52,6 +52,10 @@ class Prompt:
         labels = np.append(self.labels, np.int32(label)).astype(np.int32)
         return replace(self, points=points, labels=labels, mask_input=mask_input)
 
+    def without_mask_input(self) -> "Prompt":
+        """The prompt as an object keeps it: the mask input is the previous prediction, which history holds."""
+        return self if self.mask_input is None else replace(self, mask_input=None)
+
 
 def clip_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
     """Order the corners and keep the box inside the image."""

@@ -49,14 +49,27 @@ _AA_MAX_POINTS = 20_000
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """One mask to draw: full-resolution boolean mask, its colour, and its contours when already traced."""
+    """One object to draw: its outline in mask pixels and its colour.
 
-    mask: np.ndarray
+    A fill is painted from the outline unless the mask itself is given (exports, which need every pixel exact).
+    """
+
     color: Color
-    contours: list[np.ndarray] | None = None
+    contours: list[np.ndarray]
+    mask: np.ndarray | None = None
 
-    def outline(self) -> list[np.ndarray]:
-        return contours_of(self.mask) if self.contours is None else self.contours
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, color: Color) -> "Layer":
+        return cls(color, contours_of(mask), mask)
+
+    def area(self, size: tuple[int, int], scale: float) -> np.ndarray:
+        """The object's pixels on a copy of ``size`` = (width, height) scaled by ``scale`` from the mask."""
+        if self.mask is not None:
+            return resize_mask(self.mask, size)
+        filled = np.zeros((size[1], size[0]), np.uint8)
+        # Contours of holes lie inside their object's: even-odd filling leaves the holes open.
+        cv2.fillPoly(filled, scale_contours(self.contours, scale), 1)
+        return filled.astype(bool)
 
 
 def contours_of(mask: np.ndarray) -> list[np.ndarray]:
@@ -95,11 +108,11 @@ def draw_layers(
     height, width = canvas.shape[:2]
     if fill_opacity > 0:
         for layer in layers:
-            area = resize_mask(layer.mask, (width, height))
+            area = layer.area((width, height), scale)
             tint = np.asarray(layer.color, np.float32)
             canvas[area] = (canvas[area] * (1 - fill_opacity) + tint * fill_opacity).astype(np.uint8)
     for layer in layers:
-        lines = scale_contours(layer.outline(), scale)
+        lines = scale_contours(layer.contours, scale)
         smooth = sum(len(line) for line in lines) <= _AA_MAX_POINTS
         cv2.polylines(canvas, lines, True, layer.color, thickness, cv2.LINE_AA if smooth else cv2.LINE_8)
     return canvas
@@ -107,4 +120,4 @@ def draw_layers(
 
 def preview(image: np.ndarray, mask: np.ndarray, color: Color, opacity: float = 0.55) -> np.ndarray:
     """A small thumbnail: the image with one mask tinted, for choosing between candidates."""
-    return draw_layers(image, [Layer(mask, color)], scale=image.shape[1] / mask.shape[1], thickness=1, fill_opacity=opacity)
+    return draw_layers(image, [Layer.from_mask(mask, color)], scale=image.shape[1] / mask.shape[1], thickness=1, fill_opacity=opacity)

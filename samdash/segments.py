@@ -1,42 +1,85 @@
-"""The segmented objects of one image: what the page lists, draws and exports."""
+"""The segmented objects of one image: what the page lists, draws and exports.
+
+An object is plain data: its prompt, SAM's candidates (low-resolution logits
+and scores), which one is picked, and the picked mask run-length encoded. It
+holds no engine, model or embedding, and no full-size array: the pixels are
+decoded on demand into a small shared cache (``samdash.masks``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from samdash.engine import Candidates, Embedding, Segmenter
+from samdash.masks import CompactMask
 from samdash.prompts import Prompt
 from samdash.render import Color, Layer, contours_of, palette_color
 
 
 @dataclass(frozen=True)
 class SegmentState:
-    """What a refinement changes, kept so that undoing it on the canvas restores the object."""
+    """What a refinement changes, kept so that undoing it on the canvas restores the object.
+
+    ``prompt`` is kept without its mask input: that is the previous state's
+    picked logits, which the undo history already holds.
+    """
 
     prompt: Prompt
     candidates: Candidates
     pick: int
+    mask: CompactMask
+
+    @classmethod
+    def of(cls, prompt: Prompt, candidates: Candidates, pick: int | None = None) -> "SegmentState":
+        """The state a prediction gives, its best candidate picked unless told otherwise."""
+        pick = candidates.best if pick is None else pick
+        return cls(prompt.without_mask_input(), candidates, pick, CompactMask.encode(candidates.mask(pick)))
+
+    def compacted(self) -> "SegmentState":
+        """The same state in less memory, for undo history (see ``Candidates.compacted``)."""
+        return replace(self, candidates=self.candidates.compacted(self.pick))
 
 
 @dataclass(eq=False)
 class Segment:
-    """One object: the prompt that made it, SAM's candidates, and which one the user picked."""
+    """One object: a name, a colour, and the state its prompts made."""
 
     id: int
     name: str
     color: Color
-    prompt: Prompt
-    candidates: Candidates
-    pick: int
+    state: SegmentState
     visible: bool = True
-    # Traced outlines per candidate index: reruns redraw them without tracing again.
-    _contours: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    # Outline of the picked mask, traced once: reruns redraw it without decoding the mask again.
+    _outline: tuple[CompactMask, list[np.ndarray]] | None = field(default=None, repr=False)
+
+    @property
+    def prompt(self) -> Prompt:
+        return self.state.prompt
+
+    @property
+    def candidates(self) -> Candidates:
+        return self.state.candidates
+
+    @property
+    def pick(self) -> int:
+        return self.state.pick
+
+    @pick.setter
+    def pick(self, index: int) -> None:
+        """Choose another candidate: its mask replaces the picked one."""
+        if index != self.state.pick:
+            self.state = SegmentState.of(self.prompt, self.candidates, index)
+
+    @property
+    def compact_mask(self) -> CompactMask:
+        return self.state.mask
 
     @property
     def mask(self) -> np.ndarray:
-        return self.candidates.mask(self.pick)
+        """The full-size boolean mask (read-only), decoded on demand."""
+        return self.state.mask.decode()
 
     @property
     def score(self) -> float:
@@ -44,40 +87,35 @@ class Segment:
 
     @property
     def area(self) -> int:
-        return int(np.count_nonzero(self.mask))
+        return self.state.mask.area
+
+    def outline(self) -> list[np.ndarray]:
+        """Contours of the picked mask in image pixels, traced once per mask."""
+        if self._outline is None or self._outline[0] is not self.state.mask:
+            self._outline = (self.state.mask, contours_of(self.mask))
+        return self._outline[1]
 
     def layer(self, color: Color | None = None) -> Layer:
         """What the renderer draws for this object (in its own colour unless another is given)."""
-        if self.pick not in self._contours:
-            self._contours[self.pick] = contours_of(self.mask)
-        return Layer(self.mask, color or self.color, self._contours[self.pick])
+        return Layer(color or self.color, self.outline())
 
     @classmethod
-    def create(cls, segment_id: int, prompt: Prompt, candidates: Candidates) -> "Segment":
-        """A new object with a default name and colour, its best candidate picked."""
-        return cls(
-            id=segment_id,
-            name=f"object {segment_id}",
-            color=palette_color(segment_id - 1),
-            prompt=prompt,
-            candidates=candidates,
-            pick=candidates.best,
-        )
+    def create(cls, segment_id: int, state: SegmentState) -> "Segment":
+        """A new object with a default name and colour."""
+        return cls(id=segment_id, name=f"object {segment_id}", color=palette_color(segment_id - 1), state=state)
 
     def refine(self, segmenter: Segmenter, embedding: Embedding, point: tuple[float, float], label: int) -> None:
         """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best.
 
         Logits from another engine (the model was switched meanwhile) mean nothing to this one and are left out.
         """
-        logits = self.candidates.logits
-        own = logits is not None and self.candidates.source == segmenter.cache_id
-        prompt = self.prompt.refined(point, label, logits[self.pick][None] if own else None)
+        own = self.candidates.source == segmenter.cache_id
+        prompt = self.prompt.refined(point, label, self.candidates.logits_of(self.pick)[None] if own else None)
         candidates = segmenter.predict(embedding, prompt)  # may refuse the prompt: change nothing before it answers
-        self.restore(SegmentState(prompt, candidates, candidates.best))
+        self.restore(SegmentState.of(prompt, candidates))
 
     def saved(self) -> SegmentState:
-        return SegmentState(self.prompt, self.candidates, self.pick)
+        return self.state.compacted()
 
     def restore(self, state: SegmentState) -> None:
-        self.prompt, self.candidates, self.pick = state.prompt, state.candidates, state.pick
-        self._contours.clear()
+        self.state = state

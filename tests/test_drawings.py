@@ -7,8 +7,8 @@ import pytest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
-from samdash.prompts import EXCLUDE, INCLUDE, Prompt
-from samdash.segments import Segment
+from samdash.everything import EverythingParams, segment_everything
+from samdash.prompts import EXCLUDE, INCLUDE
 
 SAME_SIZE = BackgroundFit(1.0, 1.0, 0.0, 0.0)  # canvas px = image px
 A = {"type": "rect", "left": 120, "top": 100, "width": 200, "height": 200, "strokeWidth": 0}
@@ -145,16 +145,18 @@ def test_moving_a_refused_point_applies_it_as_a_new_drawing(canvas):
     assert _points(workspace, "object 1") == [([320.0, 130.0], EXCLUDE)]
 
 
-def test_undoing_a_point_on_an_object_found_by_segment_everything_keeps_the_object(canvas, tiny_engine, scene):
+def test_undoing_a_point_on_an_object_found_by_segment_everything_keeps_the_object(canvas, tiny_sam, tiny_engine, scene):
     workspace, send = canvas
-    prompt = Prompt(box=(10.0, 10.0, 200.0, 200.0))
-    found = Segment.create(1, prompt, tiny_engine.predict(tiny_engine.embed(scene, "scene"), prompt))
-    workspace.add(found)
-    candidates = found.candidates
+    params = EverythingParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, points_per_batch=16)
+    found = segment_everything(tiny_sam, scene, tiny_engine.embed(scene, "scene"), params)
+    segment = found[0].to_segment(1, tiny_engine.cache_id)
+    workspace.add(segment)
+    mask = segment.mask.copy()
     send(P)
-    assert len(found.prompt.points) == 1
+    assert len(segment.prompt.points) == 2  # the grid point that found it, and the new one
     send()
-    assert workspace.segments == [found] and found.candidates is candidates
+    assert workspace.segments == [segment] and len(segment.prompt.points) == 1
+    np.testing.assert_array_equal(segment.mask, mask)
 
 
 OFF = _point(700, 300)  # beyond the 640 px wide image

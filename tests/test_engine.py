@@ -144,20 +144,29 @@ def test_eight_threads_get_what_one_thread_gets(tiny_sam, scene):
             np.testing.assert_allclose(got_scores, scores, atol=1e-6)
 
 
-def test_candidate_masks_are_computed_once_and_on_demand(tiny_engine, scene):
+def test_candidate_masks_are_made_on_demand_and_not_kept(tiny_engine, scene):
     candidates = tiny_engine.predict(tiny_engine.embed(scene, "scene"), box_prompt((10, 10, 200, 200), 640, 480))
+    before = candidates.nbytes
     first = candidates.mask(0)
     assert first.shape == scene.shape[:2] and first.dtype == bool
-    assert candidates.mask(0) is first
+    again = candidates.mask(0)
+    assert again is not first and np.array_equal(again, first)
+    assert candidates.nbytes == before
     assert 0 <= candidates.best < len(candidates) == 3
 
 
-def test_predict_on_the_embedding_device(tiny_engine, scene):
+def test_an_embedding_is_sams_feature_map_and_a_prediction_its_low_res_logits(tiny_engine, scene):
+    from samdash.engine import MaskGeometry
+
     embedding = tiny_engine.embed(scene, "scene")
     assert isinstance(embedding.features, torch.Tensor)
     assert embedding.features.shape == (1, 256, 64, 64)
     assert embedding.original_size == (480, 640) and embedding.input_size == (768, 1024)
     assert embedding.nbytes == 256 * 64 * 64 * 4
+    candidates = tiny_engine.predict(embedding, box_prompt((10, 10, 200, 200), 640, 480))
+    assert candidates.logits.shape == (3, 256, 256) and candidates.logits.dtype == np.float32
+    assert candidates.geometry == MaskGeometry((480, 640), (768, 1024), 1024)
+    assert candidates.source == tiny_engine.cache_id
 
 
 @pytest.mark.parametrize("bad", [(5, 5, 5, 90), (700, 10, 900, 90)])
@@ -169,12 +178,12 @@ def test_boxes_without_area_in_the_image_are_refused(bad):
 
 
 def test_previews_come_from_the_part_of_the_logits_that_covers_the_image():
-    from samdash.engine import Candidates
+    from samdash.engine import Candidates, MaskGeometry
 
     # SAM-style logits: a 480×640 image fills the top 192×256 of the 256×256 grid; a disc at image (320, 240), r 120.
     yy, xx = np.mgrid[:256, :256]
     logits = np.where((xx - 128) ** 2 + (yy - 96) ** 2 < 48**2, 5.0, -5.0).astype(np.float32)[None]
-    candidates = Candidates(np.array([0.9]), logits, lambda i: None, 0.0, logits_extent=(192, 256))
+    candidates = Candidates(np.array([0.9]), logits, MaskGeometry((480, 640), (768, 1024), 1024))
     small = candidates.preview(0, (160, 120))
     ys, xs = np.nonzero(small)
     assert small.shape == (120, 160)
@@ -182,13 +191,46 @@ def test_previews_come_from_the_part_of_the_logits_that_covers_the_image():
     assert abs((xs.max() - xs.min()) / 2 - 30) < 2
 
 
-def test_previews_of_known_masks_are_scaled_down():
-    from samdash.engine import Candidates
+def test_logits_that_cover_the_image_are_scaled_to_it():
+    from samdash.engine import Candidates, MaskGeometry
 
-    mask = np.zeros((480, 640), bool)
-    mask[100:300, 200:400] = True
-    small = Candidates.fixed(mask[None], np.array([0.5])).preview(0, (160, 120))
-    assert small[25:75, 50:100].all() and small.sum() == 50 * 50
+    logits = np.full((1, 120, 160), -1, np.int8)
+    logits[0, 25:75, 50:100] = 1
+    candidates = Candidates(np.array([np.nan]), logits, MaskGeometry((480, 640), (120, 160)))
+    mask = candidates.mask(0)
+    assert mask.shape == (480, 640) and mask[102:298, 202:398].all() and not mask[:96].any()
+    assert abs(int(mask.sum()) - 200 * 200) < 4 * 200 * 2
+    assert candidates.preview(0, (160, 120)).sum() == 50 * 50
+
+
+def test_candidates_hold_no_engine_and_no_full_size_mask(tiny_engine, scene):
+    import gc
+    import weakref
+
+    embedding = tiny_engine.embed(scene, "scene")
+    candidates = tiny_engine.predict(embedding, box_prompt((120, 100, 320, 300), 640, 480))
+    candidates.mask(0)
+    referents = gc.get_referents(*gc.get_referents(candidates))
+    assert not any(isinstance(obj, (SamEngine, torch.nn.Module, Embedding)) for obj in referents)
+    assert candidates.nbytes == 3 * 4 + 3 * 256 * 256 * 4  # scores and low-res logits, nothing full-size
+    embedding_ref = weakref.ref(embedding)
+    tiny_engine.cache.discard(lambda key: False)
+    del embedding
+    gc.collect()
+    assert embedding_ref() is None  # an evicted embedding is freed: candidates do not hold it
+    assert candidates.mask(0).shape == (480, 640)
+
+
+def test_compacted_candidates_give_the_same_masks_in_half_the_memory(tiny_engine, scene):
+    embedding = tiny_engine.embed(scene, "scene")
+    candidates = tiny_engine.predict(embedding, box_prompt((120, 100, 320, 300), 640, 480))
+    compact = candidates.compacted(keep=1)
+    assert compact.logits.dtype == np.float16 and compact.nbytes < 0.85 * candidates.nbytes
+    np.testing.assert_array_equal(compact.logits_of(1), candidates.logits_of(1))
+    np.testing.assert_array_equal(compact.mask(1), candidates.mask(1))
+    for index in (0, 2):
+        exact, close = candidates.mask(index), compact.mask(index)
+        assert (exact != close).sum() <= 0.001 * max(1, exact.sum())
 
 
 def test_a_cached_embedding_is_found_without_encoding(tiny_engine, scene):

@@ -15,7 +15,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
-from samdash.engine import Candidates
+from samdash.engine import Candidates, MaskGeometry
 from samdash.errors import SamdashError
 from samdash.export import (
     FORMATS,
@@ -35,7 +35,7 @@ from samdash.export import (
 )
 from samdash.prompts import box_prompt
 from samdash.render import Color
-from samdash.segments import Segment
+from samdash.segments import Segment, SegmentState
 
 HEIGHT, WIDTH = 120, 160
 SIZE = (WIDTH, HEIGHT)
@@ -277,7 +277,8 @@ def test_a_mask_of_another_size_is_refused():
 def test_segments_from_the_engine_export_directly(tmp_path):
     masks = np.stack([_disc(70, 60, 30), _blob()])
     prompt = box_prompt((40, 30, 100, 90), WIDTH, HEIGHT)
-    segment = Segment.create(1, prompt, Candidates.fixed(masks, np.array([0.6, 0.95])))
+    logits = np.where(masks, np.int8(1), np.int8(-1))
+    segment = Segment.create(1, SegmentState.of(prompt, Candidates(np.array([0.6, 0.95]), logits, MaskGeometry((HEIGHT, WIDTH), (HEIGHT, WIDTH)))))
     coco = _load_coco(coco_json([segment], "photo.jpg", SIZE), tmp_path)
     np.testing.assert_array_equal(coco.annToMask(coco.anns[1]).astype(bool), masks[1])
     assert coco.anns[1]["score"] == pytest.approx(0.95)

@@ -26,7 +26,7 @@ def test_holes_are_outlined_too():
 def test_outline_on_a_display_copy_lands_on_the_scaled_boundary():
     mask = _square_mask()
     display = np.zeros((200, 300, 3), np.uint8)
-    drawn = draw_layers(display, [Layer(mask, (255, 0, 0))], scale=0.5, thickness=1)
+    drawn = draw_layers(display, [Layer.from_mask(mask, (255, 0, 0))], scale=0.5, thickness=1)
     red = (drawn[..., 0] > 128) & (drawn[..., 1] < 64)
     ys, xs = np.nonzero(red)
     assert abs(xs.min() - 100) <= 1 and abs(xs.max() - 199) <= 1
@@ -38,9 +38,22 @@ def test_outline_on_a_display_copy_lands_on_the_scaled_boundary():
 def test_fill_tints_only_the_object():
     mask = _square_mask()
     display = np.full((400, 600, 3), 100, np.uint8)
-    drawn = draw_layers(display, [Layer(mask, (0, 0, 255))], fill_opacity=0.5, thickness=1)
-    assert drawn[200, 300].tolist() == [50, 50, 177]
-    assert drawn[10, 10].tolist() == [100, 100, 100]
+    for layer in (Layer.from_mask(mask, (0, 0, 255)), Layer((0, 0, 255), contours_of(mask))):
+        drawn = draw_layers(display, [layer], fill_opacity=0.5, thickness=1)
+        assert drawn[200, 300].tolist() == [50, 50, 177]
+        assert drawn[10, 10].tolist() == [100, 100, 100]
+
+
+def test_a_fill_from_the_outline_leaves_holes_open_at_any_scale():
+    mask = _square_mask()
+    mask[180:220, 280:320] = False
+    mask[195:205, 295:305] = True  # an island in the hole
+    for scale in (1.0, 0.5):
+        size = (round(600 * scale), round(400 * scale))
+        filled = Layer((0, 0, 255), contours_of(mask)).area(size, scale)
+        exact = resize_mask(mask, size)
+        assert (filled != exact).sum() <= 0.01 * exact.sum()
+        assert not filled[round(190 * scale), round(290 * scale)] and filled[round(200 * scale), round(300 * scale)]
 
 
 def test_resize_mask_keeps_thin_structures_reasonable():
