@@ -85,6 +85,8 @@ class Candidates:
     Plain data: the engine's low-resolution logits (what SAM takes back to
     refine an object) and how they map onto the image. Full-size masks are
     made from them on demand, one candidate at a time, and not kept here.
+    Boolean "logits" (an engine that only says in or out, like GrabCut) are
+    kept as packed bits, an eighth of a byte a pixel, and read as ±1.
     """
 
     def __init__(
@@ -97,8 +99,11 @@ class Candidates:
         exact: tuple[int, np.ndarray] | None = None,
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
-        # The engine's own low-resolution output, (n, h, w); its dtype is kept (float32, float16 or int8).
-        self.logits = np.asarray(logits)
+        logits = np.asarray(logits)
+        self._shape: tuple[int, ...] = logits.shape
+        self._packed = logits.dtype == bool
+        # The engine's own low-resolution output, (n, h, w), in its own dtype; booleans packed 8 to a byte.
+        self._stored = np.packbits(logits, axis=-1) if self._packed else logits
         self.geometry = geometry
         self.decode_seconds = decode_seconds
         # Which engine made them: only that engine can take ``logits`` back as a mask input.
@@ -110,8 +115,18 @@ class Candidates:
         return len(self.scores)
 
     @property
+    def logits(self) -> np.ndarray:
+        """The logits, (n, h, w): float32 from SAM, float16 when compacted, int8 ±1 from a boolean engine."""
+        if not self._packed:
+            return self._stored
+        return np.where(self._unpacked(self._stored), np.int8(1), np.int8(-1))
+
+    def _unpacked(self, packed: np.ndarray) -> np.ndarray:
+        return np.unpackbits(packed, axis=-1, count=self._shape[-1]).astype(bool)
+
+    @property
     def nbytes(self) -> int:
-        return self.scores.nbytes + self.logits.nbytes + (self._exact[1].nbytes if self._exact else 0)
+        return self.scores.nbytes + self._stored.nbytes + (self._exact[1].nbytes if self._exact else 0)
 
     @property
     def best(self) -> int:
@@ -122,7 +137,9 @@ class Candidates:
         """One candidate's logits as float32 (h, w), the form an engine takes back as a mask input."""
         if self._exact is not None and self._exact[0] == index:
             return self._exact[1]
-        return np.asarray(self.logits[index], np.float32)
+        if self._packed:
+            return np.where(self._unpacked(self._stored[index]), np.float32(1), np.float32(-1))
+        return np.asarray(self._stored[index], np.float32)
 
     def mask(self, index: int) -> np.ndarray:
         """Full-resolution boolean mask of one candidate (made afresh: keep it only as long as it is needed)."""
@@ -134,7 +151,7 @@ class Candidates:
 
     def preview(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """A small boolean mask at ``size`` = (width, height) for thumbnails, straight from the logits."""
-        height, width = self.geometry.extent(self.logits.shape[1:])
+        height, width = self.geometry.extent(self._shape[1:])
         return cv2.resize(self.logits_of(index)[:height, :width], size, interpolation=cv2.INTER_LINEAR) > 0
 
     def compacted(self, keep: int) -> "Candidates":
@@ -146,9 +163,9 @@ class Candidates:
         only matter if the user picks them later, when a rounded mask may
         differ from the exact one on the odd edge pixel.
         """
-        if self.logits.dtype != np.float32:
+        if self._stored.dtype != np.float32:
             return self
-        logits = np.clip(self.logits, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
+        logits = np.clip(self._stored, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
         return Candidates(self.scores, logits, self.geometry, self.decode_seconds, self.source, (keep, self.logits_of(keep).copy()))
 
 

@@ -4,7 +4,7 @@ fallback when no SAM checkpoint is at hand.
 GrabCut has no learned encoder, so "embedding" an image only keeps a working
 copy small enough (longest side ≤ 640 px) for a graph cut to answer a prompt
 in well under a second even on a 12 MP photo. Each prediction returns ±1
-logits at that working size (int8, a byte a pixel); fed back as ``mask_input`` they seed the next
+logits at that working size (kept as bits); fed back as ``mask_input`` they seed the next
 cut of the same object, the way SAM's own low-resolution logits do.
 """
 
@@ -84,8 +84,8 @@ class GrabCutEngine:
         candidates = _candidates(foreground, init == cv2.GC_BGD, seeds, max(height, width))
         return Candidates(
             scores=np.full(len(candidates), np.nan, np.float32),
-            # ±1 at the working size: interpolated before thresholding they give a smooth full-size outline.
-            logits=np.where(candidates, np.int8(1), np.int8(-1)),
+            # In or out at the working size, read as ±1: interpolated before thresholding they give a smooth outline.
+            logits=candidates,
             geometry=MaskGeometry(embedding.original_size, (height, width)),
             decode_seconds=time.perf_counter() - start,
             source=self.cache_id,

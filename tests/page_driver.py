@@ -18,7 +18,7 @@ def circle(x: float, y: float, fill: str) -> dict:
 
 def draw(at: AppTest, *objects: dict) -> None:
     """Send the whole drawing, as the canvas does after every change."""
-    workspace = at.session_state["workspace"]
+    workspace = at.session_state["samdash"].workspace
     at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
     at.run()
     assert not at.exception

@@ -80,7 +80,8 @@ def test_box_around_the_object(engine, plain):
     assert candidates.masks.shape == (len(candidates), HEIGHT, WIDTH) and candidates.masks.dtype == bool
     # GrabCut predicts no quality: no score is made up, and the first candidate is the pick.
     assert np.isnan(candidates.scores).all() and candidates.best == 0
-    assert candidates.logits.dtype == np.float32 and candidates.logits.shape == (len(candidates), HEIGHT, WIDTH)
+    assert candidates.logits.dtype == np.int8 and candidates.logits.shape == (len(candidates), HEIGHT, WIDTH)
+    assert candidates.nbytes < len(candidates) * HEIGHT * WIDTH // 8 + 64  # kept as bits
     assert set(np.unique(candidates.logits)) <= {-1.0, 1.0}
     assert 1 <= len(candidates) <= 3
     assert len({candidates.logits[i].tobytes() for i in range(len(candidates))}) == len(candidates)

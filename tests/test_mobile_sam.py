@@ -114,5 +114,5 @@ def test_page_uses_mobile_sam_from_the_model_folder(checkpoint, monkeypatch, tmp
     assert not at.warning  # no fallback banner: MobileSAM is in use
     assert any("with MobileSAM" in caption.value for caption in at.caption)
     draw(at, RECT)
-    (segment,) = at.session_state["workspace"].segments
+    (segment,) = at.session_state["samdash"].workspace.segments
     assert segment.area > 0 and not np.isnan(segment.score)

@@ -33,7 +33,7 @@ def _button(at: AppTest, startswith: str):
 
 def test_a_box_makes_an_object_with_candidates_and_the_best_picked(app):
     draw(app, RECT)
-    (segment,) = app.session_state["workspace"].segments
+    (segment,) = app.session_state["samdash"].workspace.segments
     assert segment.prompt.box == pytest.approx((80, 40, 320, 240))
     assert len(segment.candidates) == 3 and segment.pick == segment.candidates.best
     assert segment.mask.shape == (300, 451)
@@ -45,65 +45,65 @@ def test_a_box_makes_an_object_with_candidates_and_the_best_picked(app):
 
 def test_the_pick_persists_across_reruns(app):
     draw(app, RECT)
-    segment = app.session_state["workspace"].segments[0]
+    segment = app.session_state["samdash"].workspace.segments[0]
     other = (segment.pick + 1) % 3
     _button(app, f"#{other + 1} ").click().run()
-    assert app.session_state["workspace"].segments[0].pick == other
+    assert app.session_state["samdash"].workspace.segments[0].pick == other
     app.run()
-    assert app.session_state["workspace"].segments[0].pick == other
+    assert app.session_state["samdash"].workspace.segments[0].pick == other
     assert _button(app, f"✓ #{other + 1} ")
 
 
 def test_points_refine_the_active_object_with_its_previous_logits(app):
     draw(app, RECT)
-    segment = app.session_state["workspace"].segments[0]
+    segment = app.session_state["samdash"].workspace.segments[0]
     first_logits = segment.candidates.logits[segment.pick]
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR), circle(60, 100, EXCLUDE_COLOR))
-    (segment,) = app.session_state["workspace"].segments
+    (segment,) = app.session_state["samdash"].workspace.segments
     assert segment.prompt.labels.tolist() == [INCLUDE, EXCLUDE]
     assert segment.prompt.points.tolist() == [[200.0, 120.0], [120.0, 200.0]]
     assert segment.prompt.mask_input is not None and not np.array_equal(segment.prompt.mask_input[0], first_logits)
-    assert [entry.segment_id for entry in app.session_state["workspace"].applied] == [segment.id] * 3
+    assert [entry.segment_id for entry in app.session_state["samdash"].workspace.applied] == [segment.id] * 3
 
 
 def test_each_box_is_a_new_object_and_delete_removes_one(app):
     second = dict(RECT, left=170, top=60)
     draw(app, RECT, second)
-    workspace = app.session_state["workspace"]
+    workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
     generation = workspace.generation
     [b for b in app.button if b.label == "Delete"][0].click().run()
-    workspace = app.session_state["workspace"]
+    workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 2"]
     # The canvas is remounted with only the remaining object's drawing, already applied.
     assert workspace.generation == generation + 1 and workspace.drawing == {"objects": [second]}
     assert [entry.segment_id for entry in workspace.applied] == [2]
     _button(app, "Clear all").click().run()
-    assert app.session_state["workspace"].segments == []
+    assert app.session_state["samdash"].workspace.segments == []
 
 
 def test_undo_on_the_canvas_takes_back_a_box_and_redo_brings_it_back(app):
     second = dict(RECT, left=170, top=60)
     draw(app, RECT, second)
     draw(app, RECT)  # the canvas's undo
-    workspace = app.session_state["workspace"]
+    workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 1"] and workspace.active_id == 1
     draw(app, RECT, second)  # and its redo
-    workspace = app.session_state["workspace"]
+    workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
     draw(app)  # the canvas's reset
-    assert app.session_state["workspace"].segments == []
+    assert app.session_state["samdash"].workspace.segments == []
 
 
 def test_undo_on_the_canvas_takes_back_a_refinement(app):
     draw(app, RECT)
-    (segment,) = app.session_state["workspace"].segments
+    (segment,) = app.session_state["samdash"].workspace.segments
     candidates, pick = segment.candidates, segment.pick
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
     assert len(segment.prompt.points) == 1 and segment.candidates is not candidates
     draw(app, RECT)
-    assert app.session_state["workspace"].segments == [segment]
+    assert app.session_state["samdash"].workspace.segments == [segment]
     assert len(segment.prompt.points) == 0 and segment.prompt.mask_input is None
     assert segment.candidates is candidates and segment.pick == pick
 
@@ -111,7 +111,7 @@ def test_undo_on_the_canvas_takes_back_a_refinement(app):
 def test_a_box_moved_on_the_canvas_is_segmented_where_it_now_is(app):
     draw(app, RECT)
     draw(app, dict(RECT, left=100))
-    (segment,) = app.session_state["workspace"].segments
+    (segment,) = app.session_state["samdash"].workspace.segments
     assert segment.name == "object 1" and segment.prompt.box == pytest.approx((200, 40, 440, 240))
 
 
@@ -119,9 +119,9 @@ def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
     draw(app, circle(100, 60, EXCLUDE_COLOR))
     assert len(app.error) == 1
     app.run()
-    assert not app.error and app.session_state["workspace"].segments == []
+    assert not app.error and app.session_state["samdash"].workspace.segments == []
     draw(app, circle(100, 60, EXCLUDE_COLOR), RECT)
-    assert not app.error and len(app.session_state["workspace"].segments) == 1
+    assert not app.error and len(app.session_state["samdash"].workspace.segments) == 1
 
 
 def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
@@ -130,11 +130,11 @@ def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
     release = threading.Event()
     area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
     try:
-        workspace = app.session_state["workspace"]
+        workspace = app.session_state["samdash"].workspace
         drawing = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
         app.session_state[workspace.canvas_key] = drawing
         app.run(timeout=30)  # this image is encoded already: no need to queue behind the other one
-        assert not app.exception and len(app.session_state["workspace"].segments) == 1
+        assert not app.exception and len(app.session_state["samdash"].workspace.segments) == 1
     finally:
         release.set()
 
@@ -147,18 +147,18 @@ def test_leaving_an_image_before_its_encode_starts_cancels_that_encode(app):
         app.selectbox(key="sample").select("Coffee cup")
         with pytest.raises(RuntimeError, match="timed out"):
             app.run(timeout=3)  # the coffee cup waits for the encoder
-        coffee = app.session_state["encode"][1]
+        coffee = app.session_state["samdash"].encode[1]
         app.selectbox(key="sample").select("Astronaut")
         with pytest.raises(RuntimeError, match="timed out"):
             app.run(timeout=3)
-        assert coffee.cancelled() and not app.session_state["encode"][1].cancelled()
+        assert coffee.cancelled() and not app.session_state["samdash"].encode[1].cancelled()
     finally:
         release.set()
 
 
 def test_an_exclude_point_with_no_object_is_explained(app):
     draw(app, circle(100, 60, EXCLUDE_COLOR))
-    assert app.session_state["workspace"].segments == []
+    assert app.session_state["samdash"].workspace.segments == []
     assert any("exclude point needs an object" in e.value for e in app.error)
 
 
@@ -166,7 +166,7 @@ def test_a_degenerate_box_is_refused_and_earlier_objects_stay(app):
     draw(app, RECT)
     flat = dict(RECT, left=300, width=0)
     draw(app, RECT, flat)
-    assert len(app.session_state["workspace"].segments) == 1
+    assert len(app.session_state["samdash"].workspace.segments) == 1
     assert any("no area" in e.value for e in app.error)
 
 
@@ -174,7 +174,7 @@ def test_rename_recolour_hide(app):
     draw(app, RECT)
     app.text_input(key=next(k for k in _keys(app) if k.startswith("name-"))).input("cat").run()
     app.checkbox(key=next(k for k in _keys(app) if k.startswith("visible-"))).uncheck().run()
-    segment = app.session_state["workspace"].segments[0]
+    segment = app.session_state["samdash"].workspace.segments[0]
     assert segment.name == "cat" and not segment.visible
 
 
@@ -185,8 +185,8 @@ def _keys(app: AppTest) -> list[str]:
 def test_a_new_image_starts_a_new_set_of_objects(app):
     draw(app, RECT)
     app.selectbox(key="sample").select("Coffee cup").run()
-    workspace = app.session_state["workspace"]
-    assert workspace.segments == [] and app.session_state["image"].width == 600
+    workspace = app.session_state["samdash"].workspace
+    assert workspace.segments == [] and app.session_state["samdash"].image.width == 600
 
 
 def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp_path):
@@ -198,7 +198,7 @@ def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp
     assert any("SAM is not available" in w.value and "GrabCut" in w.value for w in at.warning)
     assert any(b.label.startswith("Download") for b in at.button)
     draw(at, RECT)
-    (segment,) = at.session_state["workspace"].segments
+    (segment,) = at.session_state["samdash"].workspace.segments
     assert segment.area > 0 and np.isnan(segment.score)
 
 

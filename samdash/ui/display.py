@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import streamlit as st
-
 from samdash.imaging import LoadedImage
+from samdash.ui.state import session
 
 MAX_CANVAS_HEIGHT = 720
 _MAX_COPIES = 8
@@ -15,7 +14,7 @@ _MAX_COPIES = 8
 
 def resized(image: LoadedImage, size: tuple[int, int]) -> np.ndarray:
     """The image at ``size`` = (width, height)."""
-    cache: dict[tuple[str, tuple[int, int]], np.ndarray] = st.session_state.setdefault("resized", {})
+    cache: dict[tuple[str, tuple[int, int]], np.ndarray] = session().cache("resized")
     key = (image.content_hash, size)
     if key not in cache:
         if len(cache) >= _MAX_COPIES:
@@ -33,7 +32,7 @@ def fit_size(image: LoadedImage, width: int, max_height: int = MAX_CANVAS_HEIGHT
 
 def background_jpeg(image: LoadedImage, size: tuple[int, int]) -> bytes:
     """The canvas re-sends its background on every rerun: a small JPEG keeps that cheap."""
-    cache: dict[tuple[str, tuple[int, int]], bytes] = st.session_state.setdefault("backgrounds", {})
+    cache: dict[tuple[str, tuple[int, int]], bytes] = session().cache("backgrounds")
     key = (image.content_hash, size)
     if key not in cache:
         cache.clear()

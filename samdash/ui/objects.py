@@ -12,6 +12,7 @@ from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.segments import Segment
 from samdash.ui.display import fit_size, resized
+from samdash.ui.state import session
 
 THUMB_WIDTH = 240
 
@@ -22,7 +23,7 @@ def _score_label(score: float) -> str:
 
 def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> np.ndarray:
     """A candidate's thumbnail, kept while the candidates stay the same (reruns are frequent)."""
-    cache: dict[tuple, np.ndarray] = st.session_state.setdefault("thumbnails", {})
+    cache: dict[tuple, np.ndarray] = session().cache("thumbnails")
     key = (id(segment.candidates), index, segment.color, base.shape)
     if key not in cache:
         if len(cache) > 24:

@@ -1,4 +1,8 @@
-"""Process-wide objects: one model per checkpoint and one embedding cache, shared by every session."""
+"""Process-wide objects: one engine per chosen checkpoint and one embedding cache, shared by every session.
+
+A SAM engine is held by the sessions that chose it and let go when none does
+(``samdash.engine_pool``); the GrabCut fallback holds no model and stays.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from samdash.config import Settings
 from samdash.engine import EmbeddingCache, Segmenter
 from samdash.grabcut import GrabCutEngine
 from samdash.segmenter import sam_engine
+from samdash.ui.sessions import engine_pool
+from samdash.ui.state import session_id
 
 
 @st.cache_resource(show_spinner=False)
@@ -18,20 +24,29 @@ def embedding_cache(max_bytes: int) -> EmbeddingCache:
     return EmbeddingCache(max_bytes)
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server process)…", max_entries=2)
-def _cached_sam(model_type: str | None, checkpoint: str | None, file_stamp: tuple[int, int], settings: Settings) -> Segmenter:
-    del file_stamp  # part of the cache key only: a replaced checkpoint file loads afresh
-    settings = replace(settings, checkpoint=Path(checkpoint) if checkpoint else None)
-    return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
-
-
 def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) -> Segmenter:
-    """The SAM engine for a checkpoint file that exists (errors are not cached, so a fixed file loads next time)."""
+    """The SAM engine for a checkpoint file that exists, shared with the other sessions that use it.
+
+    A replaced file (other size or time) loads afresh; a load that fails is not kept, so a fixed file loads next time.
+    """
     stat = checkpoint.stat()
-    explicit = str(checkpoint) if settings.checkpoint is not None else None
-    return _cached_sam(model_type, explicit, (stat.st_size, stat.st_mtime_ns), settings)
+    explicit = checkpoint if settings.checkpoint is not None else None
+    key = (model_type, str(explicit), stat.st_size, stat.st_mtime_ns, settings)
+    settings = replace(settings, checkpoint=explicit)
+
+    def build() -> Segmenter:
+        with st.spinner("Loading the model (once per server process)…"):
+            return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
+
+    return engine_pool().acquire(session_id(), key, build)
+
+
+def fallback_segmenter(cache_mb: int) -> Segmenter:
+    """GrabCut: no model to hold, so the session lets go of any SAM engine it had."""
+    engine_pool().release(session_id())
+    return _grabcut(cache_mb)
 
 
 @st.cache_resource(show_spinner=False)
-def fallback_segmenter(cache_mb: int) -> Segmenter:
+def _grabcut(cache_mb: int) -> Segmenter:
     return GrabCutEngine(embedding_cache(cache_mb << 20))

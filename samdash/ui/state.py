@@ -1,28 +1,71 @@
-"""Per-user state kept in ``st.session_state``: the current image and its objects."""
+"""Per-user state: the current image, its objects and the session's display caches, in one object.
+
+Everything heavy a browser session holds lives in one ``SessionData``, so
+that when the session ends all of it can be let go at once
+(``samdash.ui.sessions``).
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from samdash.drawings import Workspace
+from samdash.engine import Embedding
 from samdash.imaging import LoadedImage
 
-IMAGE_KEY = "image"
-WORKSPACE_KEY = "workspace"
+SESSION_KEY = "samdash"
+
+
+@dataclass(eq=False)
+class SessionData:
+    image: LoadedImage | None = None
+    workspace: Workspace | None = None
+    # This session's encode under way: (cache key, future).
+    encode: tuple[tuple[str, str], Future[Embedding]] | None = None
+    _caches: dict[str, dict[Any, Any]] = field(default_factory=dict)
+
+    def cache(self, name: str) -> dict[Any, Any]:
+        """A small per-session cache (display copies, thumbnails), gone with the session."""
+        return self._caches.setdefault(name, {})
+
+    def clear(self) -> None:
+        if self.encode is not None:
+            self.encode[1].cancel()
+        self.image = self.workspace = self.encode = None
+        self._caches.clear()
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def session() -> SessionData:
+    data = st.session_state.get(SESSION_KEY)
+    if data is None:
+        from samdash.ui.sessions import track  # the janitor imports this module
+
+        data = st.session_state[SESSION_KEY] = SessionData()
+        track(session_id(), data)
+    return data
 
 
 def current_image() -> LoadedImage | None:
-    return st.session_state.get(IMAGE_KEY)
+    return session().image
 
 
 def set_image(image: LoadedImage) -> None:
-    st.session_state[IMAGE_KEY] = image
+    session().image = image
 
 
 def workspace_for(image: LoadedImage) -> Workspace:
     """The workspace of this image; a different image starts a new, empty one."""
-    workspace = st.session_state.get(WORKSPACE_KEY)
-    if workspace is None or workspace.image_hash != image.content_hash:
-        workspace = Workspace(image.content_hash)
-        st.session_state[WORKSPACE_KEY] = workspace
-    return workspace
+    data = session()
+    if data.workspace is None or data.workspace.image_hash != image.content_hash:
+        data.workspace = Workspace(image.content_hash)
+    return data.workspace

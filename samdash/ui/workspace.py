@@ -23,7 +23,7 @@ from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
-from samdash.ui.state import current_image, workspace_for
+from samdash.ui.state import current_image, session, workspace_for
 from samdash.ui.width_probe import column_width
 
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -41,10 +41,11 @@ _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-en
 def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     """The image's embedding; a cached one returns at once, a first encode shows its progress."""
     key = (segmenter.cache_id, image.content_hash)
-    earlier = st.session_state.get("encode")
+    data = session()
+    earlier = data.encode
     if earlier is not None and earlier[0] != key:
         earlier[1].cancel()  # an image this session has left: if its encode has not started, it never will
-        earlier = st.session_state["encode"] = None
+        earlier = data.encode = None
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
@@ -52,7 +53,7 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
         future = earlier[1]  # this session's encode of this image, still under way
     else:
         future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
-        st.session_state["encode"] = (key, future)
+        data.encode = (key, future)
     try:
         return future.result(timeout=0.3)
     except TimeoutError:

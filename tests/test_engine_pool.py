@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine_pool import EnginePool
+from samdash.ui.sessions import Janitor
+from samdash.ui.state import SessionData
+from tests.tiny_sam import build_tiny_sam
+
+
+def _builder(cache: EmbeddingCache, built: list[SamEngine], name: str = "tiny"):
+    def build() -> SamEngine:
+        engine = SamEngine(build_tiny_sam(), name, cache)
+        built.append(engine)
+        return engine
+
+    return build
+
+
+def test_sessions_that_chose_one_model_share_one_engine():
+    pool, cache, built = EnginePool(), EmbeddingCache(64 << 20), []
+    first = pool.acquire("alice", "tiny", _builder(cache, built))
+    second = pool.acquire("bob", "tiny", _builder(cache, built))
+    assert first is second and len(built) == 1 and len(pool) == 1
+
+
+def test_an_engine_nobody_uses_is_released_with_its_embeddings(scene):
+    pool, cache, built = EnginePool(), EmbeddingCache(64 << 20), []
+    engine = pool.acquire("alice", "a", _builder(cache, built, "a"))
+    pool.acquire("bob", "a", _builder(cache, built, "a"))
+    engine.embed(scene, "scene")
+    other = SamEngine(build_tiny_sam(), "b", cache)
+    other.embed(scene, "scene")
+    model_ref = weakref.ref(engine.model)
+    pool.release("alice")
+    assert len(pool) == 1  # bob still uses it
+    pool.acquire("bob", "b", lambda: other)  # bob switches model: nobody uses "a" now
+    assert len(pool) == 1 and len(cache) == 1 and cache.get(("b", "scene")) is not None
+    del engine
+    built.clear()
+    gc.collect()
+    assert model_ref() is None, "a released model must be freed"
+
+
+def test_a_failed_load_leaves_nothing_behind_and_the_next_one_loads():
+    pool, cache, built = EnginePool(), EmbeddingCache(64 << 20), []
+
+    def broken() -> SamEngine:
+        raise OSError("checkpoint unreadable")
+
+    with pytest.raises(OSError):
+        pool.acquire("alice", "tiny", broken)
+    assert len(pool) == 0
+    assert pool.acquire("alice", "tiny", _builder(cache, built)) is built[0]
+
+
+def test_concurrent_first_requests_load_the_model_once():
+    pool, cache, built = EnginePool(), EmbeddingCache(64 << 20), []
+    build = _builder(cache, built)
+    engines = []
+    threads = [threading.Thread(target=lambda i=i: engines.append(pool.acquire(f"s{i}", "tiny", build))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(built) == 1 and len(engines) == 4 and all(e is built[0] for e in engines)
+
+
+def test_the_janitor_clears_a_session_only_after_its_grace_period(scene):
+    pool, cache, built = EnginePool(), EmbeddingCache(64 << 20), []
+    janitor = Janitor(pool, grace_seconds=120)
+    data = SessionData()
+    data.cache("resized")["x"] = np.zeros((3000, 4000, 3), np.uint8)
+    janitor.track("alice", data)
+    pool.acquire("alice", "tiny", _builder(cache, built))
+    active = {"alice"}
+    assert janitor.sweep(active.__contains__, now=1e9) == []  # connected: seen now
+    active.clear()
+    assert janitor.sweep(active.__contains__, now=1e9 + 60) == []  # gone, but may still reconnect
+    assert data.cache("resized") and len(pool) == 1
+    assert janitor.sweep(active.__contains__, now=1e9 + 121) == ["alice"]
+    assert data.image is None and data.workspace is None and not data.cache("resized")
+    assert len(pool) == 0
