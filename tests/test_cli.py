@@ -67,6 +67,25 @@ def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(tiny_checkpoint,
     assert sorted(p.name for p in out_dir.iterdir()) == ["img0", "img1", "img2"]
 
 
+def test_images_over_the_pixel_limit_are_refused_and_the_rest_done(tiny_checkpoint, images, tmp_path, monkeypatch):
+    big = images / "big.png"
+    cv2.imwrite(str(big), np.full((300, 400, 3), 120, np.uint8))  # 120,000 pixels; the others have 76,800
+    monkeypatch.setenv("SAMDASH_MAX_IMAGE_PIXELS", "100000")
+    out_dir = tmp_path / "out"
+    code, out, err = _run(
+        "segment", str(big), str(images / "img0.png"), "--checkpoint", str(tiny_checkpoint), "--box", "40,60,170,180",
+        "--out", str(out_dir), "--format", "png",
+    )
+    assert code == 1
+    assert err == (
+        f"samdash: error: {big}: big.png has 120,000 pixels, over the limit of 100,000; "
+        "shrink it first or raise SAMDASH_MAX_IMAGE_PIXELS.\n"
+    )
+    assert "1 of 2 images segmented" in out and "failed: big.png" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img0"]
+    assert sorted(p.name for p in (out_dir / "img0").iterdir()) == ["labels.png", "object-1-mask.png"]
+
+
 def test_a_box_outside_the_image_names_the_file(tiny_checkpoint, images, tmp_path):
     code, _, err = _run(
         "segment", str(images / "img0.png"), "--checkpoint", str(tiny_checkpoint), "--box", "500,500,600,600", "--out", str(tmp_path)
