@@ -144,7 +144,8 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not (args.box or args.point or args.everything):
         print("samdash: error: give at least one --box, --point, or --everything", file=err)
         return 2
-    segmenter = _open_segmenter(_settings(args), args.allow_fallback, err)
+    settings = _settings(args)
+    segmenter = _open_segmenter(settings, args.allow_fallback, err)
     paths = _image_paths(args.images)
     if not paths:
         print("samdash: error: no images found in " + ", ".join(str(p) for p in args.images), file=err)
@@ -154,7 +155,7 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for number, path in enumerate(paths, start=1):
         start = time.perf_counter()
         try:
-            image = load_image_file(path)
+            image = load_image_file(path, max_pixels=settings.max_image_pixels)
             embedding = segmenter.embed(image.rgb, image.content_hash)
             segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
             if args.everything:

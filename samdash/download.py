@@ -43,13 +43,7 @@ class _PartFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.digest = hashlib.sha256()
-        self.done = 0
-        if path.exists():
-            with open(path, "rb") as existing:
-                while block := existing.read(_HASH_BLOCK):
-                    self.digest.update(block)
-                    self.done += len(block)
+        self.digest, self.done = hash_file(path) if path.exists() else (hashlib.sha256(), 0)
 
     def restart(self) -> None:
         self.path.write_bytes(b"")
@@ -58,6 +52,20 @@ class _PartFile:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def hash_file(path: Path) -> tuple[hashlib._Hash, int]:
+    """The file's SHA-256 (still open, so a resumed download can go on adding to it) and its length.
+
+    Read in blocks, so a checkpoint of gigabytes needs little memory.
+    """
+    digest = hashlib.sha256()
+    done = 0
+    with open(path, "rb") as fp:
+        while block := fp.read(_HASH_BLOCK):
+            digest.update(block)
+            done += len(block)
+    return digest, done
 
 
 def progress_text(done: int, total: int, started: float) -> str:

@@ -3,11 +3,15 @@ reading them safely, and building a model on a device.
 
 Files are read with ``weights_only=True`` and checked against the model's
 own parameter names and shapes before loading, so a wrong, truncated or
-foreign file gives a sentence naming the file instead of a traceback.
+foreign file gives a sentence naming the file instead of a traceback. A file
+under an official catalogue name is also checked against the catalogue's size
+and SHA-256, since a damaged one may still load, with wrong weights.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import threading
 import warnings
@@ -22,7 +26,7 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 
 from samdash.config import Settings
-from samdash.download import Progress, download_file
+from samdash.download import Progress, download_file, hash_file
 from samdash.errors import CheckpointError, DownloadError, SamdashError
 
 DEFAULT_MODEL = "vit_b"
@@ -36,6 +40,8 @@ MOBILE_SAM_PACKAGES = "mobilesam-mirror==1.0.0 timm==1.0.31"
 _SAM_PREFIXES = ("image_encoder.", "mask_decoder.")
 # Where training scripts tuck the weights inside a bigger dictionary.
 _WRAPPER_KEYS = ("model", "state_dict")
+# Beside the checkpoints: each official file's SHA-256 as last computed, with the size and mtime it had then.
+HASH_RECORD = ".verified.json"
 
 
 @dataclass(frozen=True)
@@ -208,11 +214,87 @@ def download_checkpoint(model_type: str, settings: Settings, progress: Progress 
     try:
         if dest.is_file() and dest.stat().st_size == spec.size_bytes:
             return dest
-        return download_file(
+        path = download_file(
             checkpoint_url(spec, settings), dest, sha256=spec.sha256, size=spec.size_bytes, progress=progress
         )
+        # Hashed while it arrived: the first load need not read it all again.
+        _remember_hash(path, path.stat(), spec.sha256.lower())
+        return path
     finally:
         lock.release()
+
+
+def verify_checkpoint(path: Path, spec: CheckpointSpec) -> None:
+    """Refuse an official checkpoint whose size or SHA-256 differ from the catalogue's.
+
+    The size is checked on every load (a ``stat``). Hashing reads the whole
+    file (seconds for vit_h), so the digest is remembered by the file's
+    (size, mtime_ns) in ``HASH_RECORD`` beside the checkpoints rather than in
+    memory: the CLI is a new process on every run and the server restarts, and
+    within one server the page already keeps the loaded model per (size,
+    mtime_ns), so a memory-only record would save nothing where it matters.
+    The record holds the file's own digest, not a verdict, so a damaged file is
+    hashed once too (the page retries a failed load on every rerun) and a
+    catalogue change is checked without hashing again.
+    """
+    stat = path.stat()
+    fix = (
+        f"Delete it and download it again: python -m samdash download --model {spec.model_type}, "
+        "or the Download button in the page's sidebar."
+    )
+    if stat.st_size != spec.size_bytes:
+        raise CheckpointError(
+            f"Checkpoint {path} is {stat.st_size:,} bytes, but the official {spec.filename} is "
+            f"{spec.size_bytes:,} (an incomplete or damaged copy). {fix}"
+        )
+    actual = _remembered_hash(path, stat)
+    if actual is None:
+        actual = hash_file(path)[0].hexdigest()
+        _remember_hash(path, stat, actual)
+    if actual != spec.sha256.lower():
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged: its SHA-256 is {actual}, "
+            f"but the official {spec.filename}'s is {spec.sha256.lower()}. {fix}"
+        )
+
+
+def _hash_records(folder: Path) -> dict[str, object]:
+    """The remembered digests by file name; a missing or unreadable record is empty (files are hashed again)."""
+    try:
+        records = json.loads((folder / HASH_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _remembered_hash(path: Path, stat: os.stat_result) -> str | None:
+    """The digest recorded for this file when it had this size and mtime, if there is one."""
+    record = _hash_records(path.parent).get(path.name)
+    if not isinstance(record, dict) or (record.get("size"), record.get("mtime_ns")) != (stat.st_size, stat.st_mtime_ns):
+        return None
+    sha256 = record.get("sha256")
+    return sha256 if isinstance(sha256, str) else None
+
+
+_hash_record_lock = threading.Lock()
+
+
+def _remember_hash(path: Path, stat: os.stat_result, sha256: str) -> None:
+    """Record a file's digest, written whole and renamed into place so a reader never sees half a record.
+
+    Another process writing at the same moment may win and drop this entry;
+    that file is then hashed once more. A read-only folder records nothing.
+    """
+    record = path.parent / HASH_RECORD
+    temporary = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    with _hash_record_lock:
+        records = _hash_records(path.parent)
+        records[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+        try:
+            temporary.write_text(json.dumps(records, indent=1))
+            os.replace(temporary, record)
+        except OSError:
+            temporary.unlink(missing_ok=True)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -380,7 +462,8 @@ def load_model(model_type: str | None, settings: Settings, device: torch.device 
 
     Without a model type (argument or ``settings.model_type``) it is read off
     the weights, which lets a fine-tuned checkpoint from any path load with
-    no catalogue entry and no checksum.
+    no catalogue entry and no checksum. A file found in ``model_dir`` under
+    its catalogue name is verified first (:func:`verify_checkpoint`).
     """
     requested = model_type or settings.model_type
     path = locate_checkpoint(requested or DEFAULT_MODEL, settings)
@@ -389,6 +472,8 @@ def load_model(model_type: str | None, settings: Settings, device: torch.device 
         raise CheckpointError(
             f"Checkpoint {spec.filename} is not in {settings.model_dir}; download it first or set SAMDASH_CHECKPOINT."
         )
+    if settings.checkpoint is None:  # the catalogue's own file; an explicit path may be any fine-tuned one
+        verify_checkpoint(path, checkpoint_spec(requested or DEFAULT_MODEL))
     state = load_state_dict(path)
     if requested is None and _match_architecture(state) is None and (arch := custom_vit(state)) is not None:
         return LoadedModel(_load_into(arch.build(), state, "custom ViT", device, path), _custom_name(state), path)

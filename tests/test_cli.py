@@ -14,11 +14,18 @@ import cv2
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
+from segment_anything import SamAutomaticMaskGenerator
 
 from samdash import models
 from samdash.cli import main
+from samdash.imaging import load_image_file
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every format for two objects that both have area.
+ALL_FORMATS_TWO_OBJECTS = [
+    "classes.txt", "coco.json", "labels.png", "object-1-cutout.png", "object-1-mask.png",
+    "object-2-cutout.png", "object-2-mask.png", "outlined.png", "yolo.txt",
+]
 
 
 @pytest.fixture
@@ -48,11 +55,13 @@ def test_boxes_and_points_on_a_folder(tiny_checkpoint, images, tmp_path):
     )
     assert code == 0, err
     assert "3 of 3 images segmented" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img0", "img1", "img2"]
     for i in range(3):
         folder = out_dir / f"img{i}"
-        coco = COCO(str(next(folder.glob("*coco*.json"))))
-        assert len(coco.getAnnIds()) == 2
-        assert (folder / "object-1-mask.png").exists() or any(folder.glob("*object*1*mask*.png"))
+        assert f"[{i + 1}/3] img{i}.png: 2 objects, 9 files," in out
+        assert sorted(p.name for p in folder.iterdir()) == ALL_FORMATS_TWO_OBJECTS
+        assert COCO(str(folder / "coco.json")).getAnnIds() == [1, 2]
+        assert len((folder / "yolo.txt").read_text().splitlines()) == 2
 
 
 def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(tiny_checkpoint, images, tmp_path):
@@ -65,6 +74,25 @@ def test_one_bad_image_in_a_batch_is_reported_and_the_rest_done(tiny_checkpoint,
     assert err.count("\n") == 1 and "broken.png" in err and "Traceback" not in err
     assert "3 of 4 images segmented" in out and "failed: broken.png" in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["img0", "img1", "img2"]
+
+
+def test_images_over_the_pixel_limit_are_refused_and_the_rest_done(tiny_checkpoint, images, tmp_path, monkeypatch):
+    big = images / "big.png"
+    cv2.imwrite(str(big), np.full((300, 400, 3), 120, np.uint8))  # 120,000 pixels; the others have 76,800
+    monkeypatch.setenv("SAMDASH_MAX_IMAGE_PIXELS", "100000")
+    out_dir = tmp_path / "out"
+    code, out, err = _run(
+        "segment", str(big), str(images / "img0.png"), "--checkpoint", str(tiny_checkpoint), "--box", "40,60,170,180",
+        "--out", str(out_dir), "--format", "png",
+    )
+    assert code == 1
+    assert err == (
+        f"samdash: error: {big}: big.png has 120,000 pixels, over the limit of 100,000; "
+        "shrink it first or raise SAMDASH_MAX_IMAGE_PIXELS.\n"
+    )
+    assert "1 of 2 images segmented" in out and "failed: big.png" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img0"]
+    assert sorted(p.name for p in (out_dir / "img0").iterdir()) == ["labels.png", "object-1-mask.png"]
 
 
 def test_a_box_outside_the_image_names_the_file(tiny_checkpoint, images, tmp_path):
@@ -90,21 +118,32 @@ def test_fallback_when_asked(images, tmp_path, monkeypatch):
         "--format", "png",
     )
     assert code == 0 and "GrabCut" in out
-    mask = cv2.imread(str(next((tmp_path / "o" / "img0").glob("*mask*.png"))), cv2.IMREAD_GRAYSCALE)
+    folder = tmp_path / "o" / "img0"
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.png", "object-1-mask.png"]
+    mask = cv2.imread(str(folder / "object-1-mask.png"), cv2.IMREAD_GRAYSCALE)
     truth = np.zeros_like(mask)
     cv2.circle(truth, (100, 120), 50, 255, -1)
     assert ((mask > 0) & (truth > 0)).sum() / ((mask > 0) | (truth > 0)).sum() > 0.9
 
 
-def test_everything_makes_objects(tiny_checkpoint, images, tmp_path):
+def test_everything_makes_objects(tiny_sam, tiny_checkpoint, images, tmp_path, monkeypatch):
+    # The stock encoder, so the CLI computes exactly what the reference below computes.
+    monkeypatch.setenv("SAMDASH_ENCODER_BACKEND", "eager")
     code, out, err = _run(
         "segment", str(images / "img1.png"), "--checkpoint", str(tiny_checkpoint), "--everything", "--points-per-side", "4",
         "--pred-iou-thresh", "0", "--stability-thresh", "0",
         "--out", str(tmp_path / "o"), "--format", "coco",
     )
     assert code == 0, err
-    data = json.loads(next((tmp_path / "o" / "img1").glob("*coco*.json")).read_text())
-    assert len(data["annotations"]) >= 1
+    # The tiny checkpoint holds tiny_sam's weights: the stock generator with the same settings is the reference.
+    stock = SamAutomaticMaskGenerator(tiny_sam, points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0)
+    expected = len(stock.generate(load_image_file(images / "img1.png").rgb))
+    assert expected > 0
+    assert f"[1/1] img1.png: {expected} objects, 1 files," in out
+    folder = tmp_path / "o" / "img1"
+    assert sorted(p.name for p in folder.iterdir()) == ["coco.json"]
+    data = json.loads((folder / "coco.json").read_text())
+    assert [a["id"] for a in data["annotations"]] == list(range(1, expected + 1))
 
 
 def test_bad_arguments_exit_non_zero():
@@ -127,7 +166,7 @@ def test_download_uses_the_same_code_as_the_page(server, tmp_path, monkeypatch):
     code, out, err = _run("download", "--model", "vit_b")
     assert code == 0, err
     assert (tmp_path / spec.filename).read_bytes() == payload
-    assert "MB" in err and "ready" in out
+    assert "MB" in err and out == f"{spec.filename} is ready at {tmp_path / spec.filename}\n"
 
 
 def test_a_failed_download_is_one_clear_line(server, tmp_path, monkeypatch):

@@ -168,6 +168,19 @@ def test_download_checkpoint_uses_download_base(server, tmp_path, monkeypatch):
     assert len(behaviour.requests) == 1  # already present: not fetched again
 
 
+def test_a_downloaded_checkpoint_is_not_hashed_again_to_verify_it(server, tmp_path, monkeypatch):
+    base, _ = server
+    spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
+    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    path = models.download_checkpoint("vit_b", Settings(model_dir=tmp_path, download_base=base))
+
+    def no_hashing(path: Path) -> None:
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(models, "hash_file", no_hashing)
+    models.verify_checkpoint(path, spec)  # the digest computed while downloading was remembered
+
+
 def test_partial_state_and_resume_through_catalogue(server, tmp_path, monkeypatch):
     base, behaviour = server
     spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from samdash import models
+from samdash import download, models
 from samdash.config import Settings
 from samdash.errors import CheckpointError, SamdashError
 from samdash.models import (
     ARCHITECTURES,
     CATALOGUE,
-    DEFAULT_MODEL,
     PATCH_EMBED,
     Architecture,
     build_model,
@@ -52,16 +56,12 @@ def _fake_weights(width: int) -> dict[str, torch.Tensor]:
     return {PATCH_EMBED: torch.zeros(width, 3, 16, 16), "mask_decoder.iou_token.weight": torch.zeros(1, 256)}
 
 
-def test_catalogue_lists_the_official_checkpoints():
-    assert DEFAULT_MODEL == "vit_b"
-    assert {k: (s.filename, s.size_bytes) for k, s in CATALOGUE.items()} == {
-        "vit_b": ("sam_vit_b_01ec64.pth", 375042383),
-        "vit_l": ("sam_vit_l_0b3195.pth", 1249524607),
-        "vit_h": ("sam_vit_h_4b8939.pth", 2564550879),
-        "vit_t": ("mobile_sam.pt", 40728226),
-    }
-    assert CATALOGUE["vit_b"].sha256 == "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"
-    assert all(key == spec.model_type and key in ARCHITECTURES for key, spec in CATALOGUE.items())
+def test_every_downloadable_model_is_recognised_from_its_weights():
+    # A catalogue entry the app could not build, or whose weights it took for another model, would download for nothing.
+    for key, spec in CATALOGUE.items():
+        name, width = ARCHITECTURES[key].signature
+        weights = {name: torch.zeros(width, 3, 3, 3), "mask_decoder.iou_token.weight": torch.zeros(1, 256)}
+        assert spec.model_type == key and infer_model_type(weights) == key
 
 
 @pytest.mark.parametrize("base", ["https://example.org/sam", "https://example.org/sam/"])
@@ -108,7 +108,10 @@ def test_wrapped_weights_load(tiny_arch, tmp_path, tiny_weights, wrap):
         torch.save({f"module.{k}": v for k, v in tiny_weights.items()}, path)
     else:
         torch.save({wrap: tiny_weights, "epoch": 3}, path)
-    build_model(tiny_arch, load_state_dict(path), "cpu")
+    state = load_state_dict(path)
+    assert state.keys() == tiny_weights.keys()
+    model = build_model(tiny_arch, state, "cpu")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny_weights.items())
 
 
 def test_truncated_file(tiny_file):
@@ -250,3 +253,100 @@ def test_a_custom_vit_of_any_size_is_read_off_its_tensors(tmp_path, tiny_sam, sc
     a = ours.predict(ours.embed(scene, "s"), prompt)
     b = reference.predict(reference.embed(scene, "s"), prompt)
     np.testing.assert_array_equal(a.masks, b.masks)
+
+
+@pytest.fixture
+def official(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny checkpoint in a models folder under vit_b's official name, the catalogue's size and SHA-256 set to its own."""
+    data = tiny_checkpoint.read_bytes()
+    spec = replace(CATALOGUE["vit_b"], size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(CATALOGUE, "vit_b", spec)
+    path = tmp_path / spec.filename
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files ``models`` hashes, in order."""
+    calls: list[Path] = []
+
+    def counting(path: Path) -> tuple[hashlib._Hash, int]:
+        calls.append(path)
+        return download.hash_file(path)
+
+    monkeypatch.setattr(models, "hash_file", counting)
+    return calls
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    """New contents, with an mtime surely different from the old one (some file systems tick coarsely)."""
+    old = path.stat().st_mtime_ns
+    path.write_bytes(data)
+    os.utime(path, ns=(old + 10**9, old + 10**9))
+
+
+FIX = re.escape("Delete it and download it again: python -m samdash download --model vit_b, or the Download button")
+
+
+def test_an_official_checkpoint_is_hashed_once_and_then_remembered(official, hashes):
+    settings = Settings(model_dir=official.parent)
+    loaded = load_model(None, settings, "cpu")
+    assert loaded.checkpoint == official and hashes == [official]
+    stat = official.stat()
+    record = json.loads((official.parent / models.HASH_RECORD).read_text())
+    assert record == {official.name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": CATALOGUE["vit_b"].sha256}}
+    load_model(None, settings, "cpu")
+    assert hashes == [official]  # unchanged: not read again
+    _rewrite(official, official.read_bytes())
+    load_model(None, settings, "cpu")
+    assert hashes == [official, official]  # touched: hashed again
+
+
+def test_a_truncated_official_checkpoint_is_refused_by_its_size(official, hashes):
+    size = official.stat().st_size
+    _rewrite(official, official.read_bytes()[:-1000])
+    expected = (
+        rf"^Checkpoint {re.escape(str(official))} is {size - 1000:,} bytes, but the official sam_vit_b_01ec64\.pth "
+        rf"is {size:,} \(an incomplete or damaged copy\)\. {FIX}"
+    )
+    with pytest.raises(CheckpointError, match=expected):
+        load_model(None, Settings(model_dir=official.parent), "cpu")
+    assert hashes == []  # the size alone tells
+
+
+def test_an_official_checkpoint_with_one_flipped_byte_is_refused_by_its_hash(official, hashes):
+    settings = Settings(model_dir=official.parent)
+    load_model(None, settings, "cpu")
+    good = official.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0x01
+    _rewrite(official, bytes(damaged))
+    load_state_dict(official)  # still a readable checkpoint, with one wrong weight: only the hash tells
+    expected = (
+        rf"^Checkpoint {re.escape(str(official))} is damaged: its SHA-256 is {hashlib.sha256(damaged).hexdigest()}, "
+        rf"but the official sam_vit_b_01ec64\.pth's is {CATALOGUE['vit_b'].sha256}\. {FIX}"
+    )
+    for _ in range(2):
+        with pytest.raises(CheckpointError, match=expected):
+            load_model(None, settings, "cpu")
+    assert hashes == [official, official]  # the damaged file's hash is remembered too
+    _rewrite(official, good)
+    load_model(None, settings, "cpu")
+    assert hashes == [official] * 3
+
+
+def test_an_unreadable_hash_record_only_means_hashing_again(official, hashes):
+    (official.parent / models.HASH_RECORD).write_text("{not json")
+    load_model(None, Settings(model_dir=official.parent), "cpu")
+    assert hashes == [official]
+    assert json.loads((official.parent / models.HASH_RECORD).read_text())[official.name]["sha256"] == CATALOGUE["vit_b"].sha256
+
+
+def test_an_explicit_checkpoint_is_not_checked_against_the_catalogue(tmp_path, tiny_checkpoint, hashes):
+    # A fine-tuned file may well carry an official name; the real catalogue's size and hash do not fit it.
+    path = tmp_path / CATALOGUE["vit_b"].filename
+    path.write_bytes(tiny_checkpoint.read_bytes())
+    loaded = load_model(None, Settings(checkpoint=path, model_dir=tmp_path), "cpu")
+    assert loaded.checkpoint == path and hashes == []
+    assert not (tmp_path / models.HASH_RECORD).exists()

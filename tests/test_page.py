@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import threading
+from dataclasses import replace
 
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from samdash import models
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.prompts import EXCLUDE, INCLUDE
 from tests.page_driver import APP, FIT, RECT, circle, draw
@@ -211,4 +214,23 @@ def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path)
     at.run()
     assert not at.exception
     assert any("broken.pth" in e.value for e in at.error)
+    assert any("GrabCut" in w.value for w in at.warning)
+
+
+def test_a_damaged_official_checkpoint_is_named_with_how_to_fix_it(monkeypatch, tmp_path, tiny_checkpoint):
+    data = bytearray(tiny_checkpoint.read_bytes())
+    spec = replace(models.CATALOGUE["vit_b"], size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    data[len(data) // 2] ^= 0x01  # still loads, with one wrong weight
+    (tmp_path / spec.filename).write_bytes(data)
+    for name in ("SAMDASH_CHECKPOINT", "SAMDASH_MODEL_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith(f"Checkpoint {tmp_path / spec.filename} is damaged: its SHA-256 is ")
+    assert "python -m samdash download --model vit_b" in error.value
     assert any("GrabCut" in w.value for w in at.warning)
