@@ -9,6 +9,7 @@ Streamlit's session threads can call one engine at once.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +76,7 @@ def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
     return (full[0, 0] > 0).numpy()
 
 
+_tokens = itertools.count()
 # SAM's logits stay within a few hundred; float16 keeps their sign and shape for history and thumbnails.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -110,6 +112,8 @@ class Candidates:
         self.source = source
         # (index, float32 logits) of one candidate kept exactly when ``logits`` are rounded (see ``compacted``).
         self._exact = exact
+        # Names this set in caches of things made from it (thumbnails): unlike ``id``, never reused.
+        self.token = next(_tokens)
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -7,15 +7,16 @@ import importlib
 import threading
 from dataclasses import replace
 
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from samdash import models
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
+from samdash.engine import EmbeddingCache, SamEngine
 from samdash.prompts import EXCLUDE, INCLUDE
 from tests.page_driver import APP, FIT, RECT, circle, draw
+
 
 @pytest.fixture
 def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
@@ -57,17 +58,23 @@ def test_the_pick_persists_across_reruns(app):
     assert _button(app, f"✓ #{other + 1} ")
 
 
-def test_points_refine_the_active_object_with_its_previous_logits(app):
+def test_points_refine_the_active_object_with_its_previous_logits(app, tiny_sam):
     draw(app, RECT)
-    segment = app.session_state["samdash"].workspace.segments[0]
-    first_logits = segment.candidates.logits[segment.pick]
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR), circle(60, 100, EXCLUDE_COLOR))
-    (segment,) = app.session_state["samdash"].workspace.segments
+    data = app.session_state["samdash"]
+    (segment,) = data.workspace.segments
     assert segment.prompt.labels.tolist() == [INCLUDE, EXCLUDE]
     assert segment.prompt.points.tolist() == [[200.0, 120.0], [120.0, 200.0]]
-    assert segment.prompt.mask_input is not None and not np.array_equal(segment.prompt.mask_input[0], first_logits)
-    assert [entry.segment_id for entry in app.session_state["samdash"].workspace.applied] == [segment.id] * 3
+    assert [entry.segment_id for entry in data.workspace.applied] == [segment.id] * 3
+    # The exclude point was decoded with the object's previous logits as SAM's mask input.
+    before = data.workspace.applied[2].before
+    engine = SamEngine(tiny_sam, "tiny", EmbeddingCache(64 << 20))
+    embedding = engine.embed(data.image.rgb, data.image.content_hash)
+    fed_back = engine.predict(embedding, before.prompt.refined((120.0, 200.0), EXCLUDE, before.candidates.logits_of(before.pick)[None]))
+    without = engine.predict(embedding, before.prompt.refined((120.0, 200.0), EXCLUDE, None))
+    np.testing.assert_allclose(segment.candidates.logits, fed_back.logits, atol=1e-3)
+    assert np.abs(segment.candidates.logits - without.logits).max() > 1e-2
 
 
 def test_each_box_is_a_new_object_and_delete_removes_one(app):
@@ -102,13 +109,14 @@ def test_undo_on_the_canvas_takes_back_a_box_and_redo_brings_it_back(app):
 def test_undo_on_the_canvas_takes_back_a_refinement(app):
     draw(app, RECT)
     (segment,) = app.session_state["samdash"].workspace.segments
-    candidates, pick = segment.candidates, segment.pick
+    candidates, pick, mask = segment.candidates, segment.pick, segment.mask.copy()
     draw(app, RECT, circle(100, 60, INCLUDE_COLOR))
     assert len(segment.prompt.points) == 1 and segment.candidates is not candidates
     draw(app, RECT)
     assert app.session_state["samdash"].workspace.segments == [segment]
-    assert len(segment.prompt.points) == 0 and segment.prompt.mask_input is None
-    assert segment.candidates is candidates and segment.pick == pick
+    assert len(segment.prompt.points) == 0 and segment.pick == pick
+    np.testing.assert_array_equal(segment.mask, mask)
+    np.testing.assert_array_equal(segment.candidates.logits_of(pick), candidates.logits_of(pick))
 
 
 def test_a_box_moved_on_the_canvas_is_segmented_where_it_now_is(app):

@@ -24,7 +24,7 @@ def _score_label(score: float) -> str:
 def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> np.ndarray:
     """A candidate's thumbnail, kept while the candidates stay the same (reruns are frequent)."""
     cache: dict[tuple, np.ndarray] = session().cache("thumbnails")
-    key = (id(segment.candidates), index, segment.color, base.shape)
+    key = (segment.candidates.token, index, segment.color, base.shape)
     if key not in cache:
         if len(cache) > 24:
             cache.clear()

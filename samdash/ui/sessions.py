@@ -63,9 +63,15 @@ class Janitor:
         return [session_id for session_id, _ in ended]
 
     def _run(self) -> None:
-        while runtime.exists():
+        while True:
             time.sleep(SWEEP_SECONDS)
-            self.sweep(runtime.get_instance().is_active_session, time.monotonic())
+            try:
+                is_active = runtime.get_instance().is_active_session
+            except RuntimeError:  # the server has stopped
+                break
+            self.sweep(is_active, time.monotonic())
+        with self._lock:
+            self._thread = None
 
 
 @st.cache_resource(show_spinner=False)
