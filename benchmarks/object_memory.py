@@ -9,8 +9,10 @@ run-length codes and outlines); ``--engine grabcut`` the offline segmenter,
 whose masks have the shape of the objects drawn. Reports
 Python-heap growth (``tracemalloc``; numpy arrays are counted, torch tensors
 are not, and objects hold none) after the first object is shown and after
-all of them, and the bytes of full-size masks in the process-wide decode
-cache, which is shared by all sessions and bounded.
+all of them, less the full-size masks in the process-wide decode cache
+(shared by all sessions and bounded, reported apart); the resident-memory
+growth over the same work; and what the objects hold, by kind: logits
+(current and undo states), run-length codes and traced outlines.
 
     python benchmarks/object_memory.py [--engine sam|grabcut] [--objects 20] [--points 3] [--size 4000x3000]
 """
@@ -18,7 +20,6 @@ cache, which is shared by all sessions and bounded.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import tracemalloc
@@ -34,13 +35,9 @@ from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_f
 from samdash.drawings import Workspace  # noqa: E402
 from samdash.engine import EmbeddingCache, SamEngine  # noqa: E402
 from samdash.grabcut import GrabCutEngine  # noqa: E402
+from samdash.memory import give_back, rss_bytes  # noqa: E402
 
-try:
-    from samdash.masks import cached_bytes
-except ImportError:  # a layout without the shared decode cache (to measure the object model before it)
-
-    def cached_bytes() -> int:
-        return 0
+from samdash.masks import cached_bytes  # noqa: E402
 
 
 SAME_SIZE = BackgroundFit(1.0, 1.0, 0.0, 0.0)
@@ -74,8 +71,22 @@ def _point(x: float, y: float, include: bool) -> dict:
 
 
 def _heap() -> int:
-    gc.collect()
+    give_back()
     return tracemalloc.get_traced_memory()[0]
+
+
+def _held(workspace: Workspace) -> dict[str, float]:
+    """MB the objects hold, by kind, counting each array once (undo states share the picked mask's code)."""
+    states = [segment.state for segment in workspace.segments]
+    states += [entry.before for entry in workspace.applied if entry.before is not None]
+    logits = {id(state.candidates): state.candidates.nbytes for state in states}
+    codes = {id(state.mask): state.mask.nbytes for state in states}
+    outlines = sum(sum(c.nbytes for c in segment.outline()) for segment in workspace.segments)
+    return {
+        "logits_mb": round(sum(logits.values()) / 1e6, 1),
+        "rle_mb": round(sum(codes.values()) / 1e6, 1),
+        "outlines_mb": round(outlines / 1e6, 1),
+    }
 
 
 def main() -> None:
@@ -92,6 +103,7 @@ def main() -> None:
     embedding = engine.embed(image, "scene")
     tracemalloc.start()
     base = _heap()
+    rss_base = rss_bytes()
     workspace = Workspace("scene")
     drawing: list[dict] = []
     first_object = None
@@ -110,6 +122,7 @@ def main() -> None:
         if index == 0:
             first_object = _heap() - base - cached_bytes()
     total = _heap() - base
+    rss_growth = rss_bytes() - rss_base
     shared = cached_bytes()
     result = {
         "engine": args.engine,
@@ -120,6 +133,8 @@ def main() -> None:
         "all_objects_mb": round(total / 1e6, 1),
         "of_which_shared_mask_cache_mb": round(shared / 1e6, 1),
         "session_mb": round((total - shared) / 1e6, 1),
+        "held_by_objects": _held(workspace),
+        "rss_growth_mb": round(rss_growth / 1e6, 1),
         "image_mb": round(image.nbytes / 1e6, 1),
     }
     print(json.dumps(result))
