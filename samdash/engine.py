@@ -65,10 +65,12 @@ def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
     For SAM this is its own post-processing (``Sam.postprocess_masks`` and
     its threshold of 0), so masks match ``SamPredictor`` exactly.
     """
-    logits = np.asarray(logits, np.float32)
     height, width = geometry.original_size
     if geometry.model_side is None:
-        return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
+        # In or out, interpolated: a smooth outline, with an 8-bit full-size copy instead of a 32-bit one.
+        inside = np.where(np.asarray(logits) > 0, np.uint8(255), np.uint8(0))
+        return cv2.resize(inside, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
+    logits = np.asarray(logits, np.float32)
     side = geometry.model_side
     tensor = F.interpolate(torch.from_numpy(logits)[None, None], (side, side), mode="bilinear", align_corners=False)
     tensor = tensor[..., : geometry.input_size[0], : geometry.input_size[1]]
