@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
+from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
 from tests.page_driver import APP, FIT, RECT, circle, draw
 
@@ -212,3 +214,47 @@ def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path)
     assert not at.exception
     assert any("broken.pth" in e.value for e in at.error)
     assert any("GrabCut" in w.value for w in at.warning)
+
+
+def _find_all_objects(app: AppTest) -> None:
+    """Open segment everything with thresholds a random tiny model passes, and press Find."""
+    sliders = {s.label: s for s in app.slider}
+    sliders["Points per side"].set_value(4)
+    sliders["Predicted IoU threshold"].set_value(0.0)
+    sliders["Stability score threshold"].set_value(0.0)
+    _button(app, "Find all objects").click().run()
+    assert not app.exception
+
+
+def test_segment_everything_adds_its_objects_when_the_run_ends(app):
+    draw(app, RECT)
+    _find_all_objects(app)
+    deadline = time.monotonic() + 120
+    while app.session_state["everything_run"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        app.run()  # what the progress fragment's timer does in the browser
+    workspace = app.session_state["workspace"]
+    assert len(workspace.segments) > 1 and workspace.segments[0].prompt.box is not None
+    assert all(s.candidates.logits.shape == (1, 256, 256) for s in workspace.segments[1:])
+    assert f"**Objects ({len(workspace.segments)})**" in [m.value for m in app.markdown]
+
+
+def test_a_cancelled_segment_everything_adds_nothing(app):
+    panel = importlib.import_module("samdash.ui.everything_panel")
+    release = threading.Event()
+    blocker = panel._pool.submit(release.wait, 300)  # another session's run holds the pool: this one waits
+    try:
+        draw(app, RECT)
+        (segment,) = app.session_state["workspace"].segments
+        _find_all_objects(app)
+        run = app.session_state["everything_run"]
+        assert any("Waiting for another" in p.proto.text for p in app.get("progress"))
+        app.button(key="everything-cancel").click().run()
+        assert any(i.value == "Cancelled: no objects were added." for i in app.info)
+    finally:
+        release.set()
+    blocker.result()
+    with pytest.raises(Cancelled):
+        run.future.result(timeout=60)  # the run, once started, stopped before its first batch
+    app.run()
+    assert app.session_state["workspace"].segments == [segment] and app.session_state["everything_run"] is None
