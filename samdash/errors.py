@@ -20,3 +20,10 @@ class DownloadError(CheckpointError):
 
 class PromptError(SamdashError):
     """A drawing that cannot be turned into a segmentation prompt."""
+
+
+class Cancelled(SamdashError):
+    """A run the user stopped: nothing it found is kept."""
+
+    def __init__(self, message: str = "Segment everything was cancelled; no objects were added.") -> None:
+        super().__init__(message)

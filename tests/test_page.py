@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from samdash import models
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.engine import EmbeddingCache, SamEngine
+from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
 from tests.page_driver import APP, FIT, RECT, circle, draw
 
@@ -242,3 +244,47 @@ def test_a_damaged_official_checkpoint_is_named_with_how_to_fix_it(monkeypatch, 
     assert error.value.startswith(f"Checkpoint {tmp_path / spec.filename} is damaged: its SHA-256 is ")
     assert "python -m samdash download --model vit_b" in error.value
     assert any("GrabCut" in w.value for w in at.warning)
+
+
+def _find_all_objects(app: AppTest) -> None:
+    """Open segment everything with thresholds a random tiny model passes, and press Find."""
+    sliders = {s.label: s for s in app.slider}
+    sliders["Points per side"].set_value(4)
+    sliders["Predicted IoU threshold"].set_value(0.0)
+    sliders["Stability score threshold"].set_value(0.0)
+    _button(app, "Find all objects").click().run()
+    assert not app.exception
+
+
+def test_segment_everything_adds_its_objects_when_the_run_ends(app):
+    draw(app, RECT)
+    _find_all_objects(app)
+    deadline = time.monotonic() + 120
+    while app.session_state["everything_run"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        app.run()  # what the progress fragment's timer does in the browser
+    workspace = app.session_state["samdash"].workspace
+    assert len(workspace.segments) > 1 and workspace.segments[0].prompt.box is not None
+    assert all(s.candidates.logits.shape == (1, 256, 256) for s in workspace.segments[1:])
+    assert f"**Objects ({len(workspace.segments)})**" in [m.value for m in app.markdown]
+
+
+def test_a_cancelled_segment_everything_adds_nothing(app):
+    panel = importlib.import_module("samdash.ui.everything_panel")
+    release = threading.Event()
+    blocker = panel._pool.submit(release.wait, 300)  # another session's run holds the pool: this one waits
+    try:
+        draw(app, RECT)
+        (segment,) = app.session_state["samdash"].workspace.segments
+        _find_all_objects(app)
+        run = app.session_state["everything_run"]
+        assert any("Waiting for another" in p.proto.text for p in app.get("progress"))
+        app.button(key="everything-cancel").click().run()
+        assert any(i.value == "Cancelled: no objects were added." for i in app.info)
+    finally:
+        release.set()
+    blocker.result()
+    with pytest.raises(Cancelled):
+        run.future.result(timeout=60)  # the run, once started, stopped before its first batch
+    app.run()
+    assert app.session_state["samdash"].workspace.segments == [segment] and app.session_state["everything_run"] is None

@@ -1,14 +1,45 @@
-"""Segment everything: SAM's automatic mask generator, its results added as ordinary objects."""
+"""Segment everything: SAM's automatic mask generator, its results added as ordinary objects.
+
+The run goes on beside the script thread and a small fragment polls it: a
+click inside a fragment does not interrupt a script that is busy, so only
+this way can Cancel stop a run. Objects are added in one go when the run
+ends; a cancelled run adds none.
+"""
 
 from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import NoReturn
 
 import streamlit as st
 
 from samdash.drawings import Workspace
 from samdash.engine import Embedding, SamEngine, Segmenter
-from samdash.everything import EverythingParams, segment_everything
+from samdash.everything import EverythingParams, FoundMask, segment_everything
 from samdash.imaging import LoadedImage
-from samdash.ui.feedback import reported
+from samdash.ui.feedback import described
+
+RUN_KEY = "everything_run"
+NOTE_KEY = "everything_note"
+# One run at a time per process: each holds a batch of candidates in memory and wants every core.
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-everything")
+
+
+@dataclass(eq=False)
+class _Run:
+    """A run under way: what it adds to, how far it has got, and how to stop it."""
+
+    workspace: Workspace
+    source: str
+    future: Future[list[FoundMask]] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
 
 
 def _params() -> EverythingParams:
@@ -33,18 +64,49 @@ def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embe
             )
             return
         params = _params()
-        if not st.button("Find all objects", type="primary", icon=":material/auto_awesome:"):
-            return
-        bar = st.progress(0.0, text="Trying point prompts…")
-        with reported("segmenting everything"):
-            found = segment_everything(
-                segmenter.model,
-                image.rgb,
-                embedding,
-                params,
-                progress=lambda done, total: bar.progress(done / total, text=f"Point batch {done} of {total}"),
-            )
-            for item in found:
-                workspace.add(item.to_segment(workspace.next_id, segmenter.cache_id))
-            bar.empty()
-            st.rerun(scope="fragment")
+        run = st.session_state.get(RUN_KEY)
+        if run is not None and run.workspace is not workspace:  # another image since: its run is of no use
+            run.cancel.set()
+            run = st.session_state[RUN_KEY] = None
+        if st.button("Find all objects", type="primary", icon=":material/auto_awesome:", disabled=run is not None) and run is None:
+            run = st.session_state[RUN_KEY] = _Run(workspace, segmenter.cache_id)
+            run.future = _pool.submit(segment_everything, segmenter.model, image.rgb, embedding, params, run.progress, run.cancel.is_set)
+        if run is not None:
+            _follow()
+        elif note := st.session_state.pop(NOTE_KEY, None):
+            failed, text = note
+            (st.error if failed else st.info)(text, icon="⚠️" if failed else ":material/cancel:")
+
+
+@st.fragment(run_every=0.5)
+def _follow() -> None:
+    """Progress and Cancel while the run goes on; its objects once it is done."""
+    run: _Run | None = st.session_state.get(RUN_KEY)
+    if run is None:
+        return
+    if st.button("Cancel", key="everything-cancel", icon=":material/cancel:"):
+        run.cancel.set()
+        _end((False, "Cancelled: no objects were added."))
+    if not run.future.done():
+        if not run.future.running():
+            text = "Waiting for another segment-everything run to finish…"
+        elif run.done < run.total or run.total == 0:
+            text = f"Point batch {run.done + 1} of {run.total or '…'}"
+        else:
+            text = "Bringing the masks found to full size…"
+        st.progress(run.done / max(run.total, 1), text=text)
+        return
+    try:
+        found = run.future.result()
+    except Exception as exc:  # noqa: BLE001 - the page must survive anything the run raised
+        _end((True, described(exc, "segmenting everything")))
+    for item in found:
+        run.workspace.add(item.to_segment(run.workspace.next_id, run.source))
+    _end(None)
+
+
+def _end(note: tuple[bool, str] | None) -> NoReturn:
+    """Forget the run and redraw the page (with the new objects, or with the note: failed?, text)."""
+    st.session_state[RUN_KEY] = None
+    st.session_state[NOTE_KEY] = note
+    st.rerun(scope="app")

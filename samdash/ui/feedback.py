@@ -25,12 +25,17 @@ def explain(exc: BaseException, action: str) -> str:
     return f"Something went wrong while {action}: {exc}. Your objects are kept; try again."
 
 
+def described(exc: BaseException, action: str) -> str:
+    """The message to show for a failure; one a user cannot cause is logged with its traceback too."""
+    if not isinstance(exc, SamdashError):
+        log.error("while %s", action, exc_info=exc)
+    return explain(exc, action)
+
+
 @contextmanager
 def reported(action: str) -> Iterator[None]:
     """Run a block; show its failure as ``st.error`` and carry on with the rest of the page."""
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the page must survive anything the block raises
-        if not isinstance(exc, SamdashError):
-            log.exception("while %s", action)
-        st.error(explain(exc, action), icon="⚠️")
+        st.error(described(exc, action), icon="⚠️")

@@ -186,3 +186,43 @@ def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
             page.screenshot(path=artifacts / f"coffee-{width}.png")
             box = canvas_box(page)
             assert box["x"] + box["width"] <= width, "the canvas overflows the window"
+
+
+def _slide(page, label: str, *keys: str) -> None:
+    """Move a slider of the segment-everything panel with the keyboard."""
+    slider = page.get_by_role("slider", name=label)
+    slider.focus()
+    for key in keys:
+        slider.press(key)
+    page.wait_for_timeout(800)  # the rerun the change causes
+
+
+def _objects(page) -> int:
+    text = page.locator(".st-key-objects").get_by_text(re.compile(r"Objects \(\d+\)")).inner_text()
+    return int(re.search(r"\d+", text).group())
+
+
+def test_segment_everything_adds_objects_and_cancel_adds_none(sam_page, artifacts):
+    page = sam_page
+    wait_for_canvas(page)  # the bundled sample
+    draw_box(page, (40, 40), (200, 200), image_size=(451, 300))
+    wait_for_objects(page, 1)
+    page.get_by_text("Segment everything").click()
+    for label in ("Points per side", "Predicted IoU threshold", "Stability score threshold"):
+        _slide(page, label, "Home")  # 4×4 points and no thresholds: the random tiny SAM's masks are kept
+    page.get_by_role("button", name="Find all objects").click()
+    page.locator(".st-key-objects").get_by_text(re.compile(r"Objects \(([2-9]|\d\d+)\)")).wait_for(timeout=180_000)
+    found = _objects(page) - 1
+
+    _slide(page, "Points per side", *["ArrowRight"] * 12)  # 16×16 points, four batches: time to cancel
+    page.get_by_role("button", name="Find all objects").click()
+    page.get_by_text(re.compile("Point batch")).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancelled: no objects were added.").wait_for(timeout=30_000)
+    assert _objects(page) == 1 + found
+    page.screenshot(path=artifacts / "everything-cancelled.png", full_page=True)
+
+    # The next run waits for the cancelled one to stop, which adds nothing even then.
+    _slide(page, "Points per side", "Home")
+    page.get_by_role("button", name="Find all objects").click()
+    wait_for_objects(page, 1 + 2 * found, timeout=300)
