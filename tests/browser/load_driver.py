@@ -23,11 +23,14 @@ import cv2
 import numpy as np
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.harness import CANVAS, choose_mode, draw_box, result_pixels, to_page, upload
+from tests.browser.harness import choose_mode, result_pixels, upload
 
 Box = tuple[float, float, float, float]
+# What a person aims at: the image on the canvas (its drawing layer is meant to lie exactly on top of it).
+IMAGE = "[data-testid=stBidiComponentIsolated] canvas.dc-background-canvas"
 
 # Times in the browser's own clock, from the mouse-up to the new result image decoded and painted.
 _ARM = """
@@ -67,8 +70,9 @@ class Plan:
 def plan_for(index: int, sessions: int, width: int, height: int, boxes: int = 5, points: int = 2, seed: int = 0) -> Plan:
     """Session ``index``'s scene: ``boxes`` discs in a row at a height (and shift) of its own, on a textured background.
 
-    The last disc has a blue block beside it inside its box; an exclude point on the block takes it out of the
-    object and an include point brings it back, so every point visibly changes the object.
+    The last disc has a blue block beside it inside its box: an exclude point on the block takes it out of the
+    object, and an include point on the background left of the disc adds a patch there, so each point visibly
+    changes the object.
     """
     rng = np.random.default_rng(1000 * seed + index)
     texture = rng.normal(0, 12, size=(max(1, height // 8), max(1, width // 8), 3))
@@ -86,8 +90,8 @@ def plan_for(index: int, sessions: int, width: int, height: int, boxes: int = 5,
         cv2.circle(image, (int(x), int(y)), int(radius), (200, 40 + 35 * k % 200, 40 + 25 * index % 200), -1)
         right = x + (2.0 if last else 1.25) * radius
         drawn.append((x - 1.25 * radius, y - 1.25 * radius, right, y + 1.25 * radius))
-    block = (x + 1.4 * radius, y)
-    refine = [(block, "Exclude point"), ((block[0] + 0.15 * radius, block[1]), "Include point")]
+    # On the block, and left of the disc inside the box (apart: a click on a point drawn already selects it).
+    refine = [((x + 1.4 * radius, y), "Exclude point"), ((x - 1.1 * radius, y), "Include point")]
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=90)
     return Plan(f"scene-{seed}-{index}.jpg", buffer.getvalue(), (width, height), drawn, (refine * points)[:points])
@@ -117,10 +121,70 @@ class Report:
             print(f"[{time.strftime('%H:%M:%S')}] {self.name}: {text}", file=sys.stderr, flush=True)
 
 
+class _Runs:
+    """When the page saw runs of the script start and finish (from the messages on its websocket)."""
+
+    def __init__(self) -> None:
+        self.started: list[float] = []
+        self.finished: list[float] = []
+
+    def watch(self, page: Page) -> None:
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            return
+        message = ForwardMsg()
+        try:
+            message.ParseFromString(payload)
+        except Exception:  # noqa: BLE001 - not ours to judge
+            return
+        kind = message.WhichOneof("type")
+        if kind == "new_session":
+            self.started.append(time.monotonic())
+        elif kind == "script_finished":
+            self.finished.append(time.monotonic())
+
+    def done_since(self, moment: float) -> bool:
+        """Whether a run started after ``moment`` and every run started since has finished."""
+        later = [t for t in self.started if t > moment]
+        return bool(later) and bool(self.finished) and self.finished[-1] > later[-1]
+
+
+def _choose(page: Page, mode: str, runs: _Runs, report: Report, timeout: float) -> None:
+    """Pick a drawing mode and wait for the rerun that takes it to the canvas: until then the canvas draws in the
+    previous mode (on a busy server that rerun can start seconds later, and nothing on the page shows it)."""
+    clicked = time.monotonic()
+    choose_mode(page, mode)
+    deadline = time.monotonic() + timeout
+    while not runs.done_since(clicked):
+        _until(lambda: True, 0, "", report=report)  # gives up if the page has crashed
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no run brought {mode} to the canvas")
+        page.wait_for_timeout(100)  # lets the page's events (its messages) through
+
+
+def on_image(page: Page, xy: tuple[float, float], size: tuple[int, int]) -> tuple[float, float]:
+    """Where image pixel ``xy`` is shown on the page (the canvas shows the whole image, ``size`` = its width, height)."""
+    box = page.locator(IMAGE).first.bounding_box()
+    assert box is not None, "no image on the canvas"
+    return box["x"] + xy[0] * box["width"] / size[0], box["y"] + xy[1] * box["height"] / size[1]
+
+
+def drag_box(page: Page, box: Box, size: tuple[int, int]) -> None:
+    """Drag a box over the image shown on the canvas, from corner to corner (image pixels)."""
+    x0, y0 = on_image(page, box[:2], size)
+    x1, y1 = on_image(page, box[2:], size)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+
+
 def _canvas_aspect(page: Page) -> float:
-    """The canvas's width / height, 0 while there is none."""
+    """The width / height of the image on the canvas, 0 while there is none."""
     try:
-        box = page.locator(CANVAS).first.bounding_box(timeout=2000)
+        box = page.locator(IMAGE).first.bounding_box(timeout=2000)
     except Exception:  # noqa: BLE001 - replaced or not there yet
         return 0.0
     return box["width"] / box["height"] if box else 0.0
@@ -157,13 +221,13 @@ def _areas(page: Page, timeout: float = 0) -> list[str]:
 
 
 def _settled(page: Page, settle: float, timeout: float, report: Report) -> dict[str, float]:
-    """The canvas's box once it has kept its place and size for ``settle`` seconds."""
+    """The box of the image on the canvas once it has kept its place and size for ``settle`` seconds."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         _until(lambda: True, 0, "", report=report)  # gives up if the page has crashed
         try:
-            box = page.locator(CANVAS).first.bounding_box(timeout=2000)
+            box = page.locator(IMAGE).first.bounding_box(timeout=2000)
         except Exception:  # noqa: BLE001
             box = None
         if box is None or box != last:
@@ -238,14 +302,22 @@ def run_session(
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         page = context.new_page()
         page.set_default_timeout(120_000)
-        page.on("pageerror", lambda exc: report.errors.append(f"pageerror: {exc}"))
-        page.on("console", lambda msg: report.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+
+        def error(text: str) -> None:
+            report.errors.append(text)
+            report.log(start, text.splitlines()[0][:200])
+
+        page.on("pageerror", lambda exc: error(f"pageerror: {exc}"))
+        page.on("console", lambda msg: error(f"console: {msg.text}") if msg.type == "error" else None)
         page.on("websocket", lambda ws: ws.on("close", lambda _: report.log(start, "websocket closed")))
+        runs = _Runs()
+        runs.watch(page)
         if instrument is not None:
             instrument(page, report)
         try:
             page.goto(url)
-            page.locator(CANVAS).first.wait_for(timeout=image_timeout * 1000)
+            page.locator(IMAGE).first.wait_for(timeout=image_timeout * 1000)
+            _settled(page, 1.0, image_timeout, report)  # sized to its column
             report.log(start, "page shown")
             if start_together is not None:
                 start_together.wait(timeout=image_timeout)
@@ -255,10 +327,12 @@ def run_session(
             _until(lambda: abs(_canvas_aspect(page) - width / height) < 0.01, image_timeout, "the uploaded image never reached the canvas", report=report)
             report.log(start, "image on the canvas")
             _settled(page, settle, image_timeout, report)
+            # Boxes in the default mode, as soon as the image is shown: reruns that follow an upload may still be
+            # under way, as they are for a person who starts drawing at once.
             expected = 0  # objects the page should list by now
             for i, box in enumerate(plan.boxes):
                 page.evaluate(_ARM)
-                draw_box(page, box[:2], box[2:], image_size=plan.size)
+                drag_box(page, box, plan.size)
                 report.log(start, f"box {i + 1} drawn")
                 expected += 1
                 try:
@@ -274,10 +348,10 @@ def run_session(
                 if shown is not None:
                     report.latencies_ms.append(shown - page.evaluate("window.__mouseUp"))
             for xy, mode in plan.points:
-                choose_mode(page, mode)
+                _choose(page, mode, runs, report, prompt_timeout)
                 areas = _areas(page, timeout=30)
                 page.evaluate(_ARM)
-                page.mouse.click(*to_page(page, xy, plan.size))
+                page.mouse.click(*on_image(page, xy, plan.size))
                 report.log(start, f"{mode} clicked")
                 try:
                     _until(lambda: (now := _areas(page)) and now != areas, prompt_timeout, "no change", report=report)
