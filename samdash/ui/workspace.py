@@ -28,7 +28,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.drawings import Workspace
@@ -36,6 +35,7 @@ from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
