@@ -54,8 +54,12 @@ def _params() -> EverythingParams:
     return EverythingParams(side, iou, stability, int(min_area), defaults.points_per_batch)
 
 
-def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embedding, image: LoadedImage) -> None:
+def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embedding | None, image: LoadedImage) -> None:
+    """Always one expander, whatever it holds (the working area keeps its layout from run to run)."""
     with st.expander("Segment everything", icon=":material/auto_awesome_mosaic:"):
+        if embedding is None:
+            st.info("The image is not encoded yet.", icon=":material/hourglass_empty:")
+            return
         if not isinstance(segmenter, SamEngine):
             st.info(
                 f"Finding every object needs SAM; {segmenter.name} can only cut out what you point at. "

@@ -54,8 +54,10 @@ def image_picker(settings: Settings) -> None:
         )
     with sample_col:
         st.selectbox("…or a sample", list(SAMPLES), index=None, placeholder="Pick a sample", key="sample", on_change=_on_sample)
+    # In a container that is always there: the working area below keeps its place on the page.
+    notice = st.container(key="upload-error")
     if error := st.session_state.get("upload_error"):
         kept = " The current image and its objects are kept." if current_image() is not None else ""
-        st.error(f"{error}{kept}", icon="⚠️")
+        notice.error(f"{error}{kept}", icon="⚠️")
     if current_image() is None:
         set_image(_sample(next(iter(SAMPLES.values())), settings.max_image_pixels))

@@ -17,9 +17,12 @@ def header() -> None:
 
 
 def fallback_banner(model: ModelState, settings: Settings) -> None:
+    """In a container that is there with or without the banner: the working area below keeps its place on the page
+    (see samdash/ui/workspace.py for why that matters)."""
+    slot = st.container(key="fallback")
     if model.fallback_reason is None:
         return
-    st.warning(
+    slot.warning(
         f"**SAM is not available** ({model.fallback_reason}), so segmentation uses "
         f"**{model.segmenter.name}**: fine for clear-cut objects, much weaker than SAM. "
         "To use SAM, press **Download** in the sidebar, or put a checkpoint file into "

@@ -1,6 +1,25 @@
 """The working area: canvas on the left, outlined result on the right, candidates and objects below.
 
 It is one ``st.fragment``, so a drawing reruns this area, not the page.
+
+Every run lays out the same skeleton: the same blocks and elements at the same
+places, whether the image is being encoded, has just failed to encode, or is
+ready. Two things depend on it:
+
+- Streamlit's page applies each message at a path (the n-th child of the n-th
+  child …). When a run starts, the messages of the previous run that have not
+  reached the browser yet are dropped, except references to elements the
+  browser has cached (the canvas, with its background image, is one). Such a
+  reference then lands on the layout of an earlier run; if that run had an
+  element where this one has a block, the page fails ("'setIn' cannot be
+  called on an ElementNode") and goes blank. Under load, when the server is
+  slow to send, this happens.
+- An element whose place (or whose container's place) changes is remounted by
+  the browser, and a remounted canvas forgets what was drawn on it: the drawing
+  vanishes, and the next drawing sent without it takes its object away.
+
+So what comes and goes (the encoder's status, an error) goes into a container
+that is always there.
 """
 
 from __future__ import annotations
@@ -9,7 +28,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.drawings import Workspace
@@ -17,6 +35,7 @@ from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
@@ -39,7 +58,8 @@ _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-en
 
 
 def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
-    """The image's embedding; a cached one returns at once, a first encode shows its progress."""
+    """The image's embedding; a cached one returns at once, a first encode shows its progress (in the current
+    container: the caller's fixed slot)."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
     earlier = data.encode
@@ -129,17 +149,16 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     workspace = workspace_for(image)
     segmenter = model.segmenter
     embedding = None
-    with reported("encoding the image"):
+    # The encoder's status and an encoding error appear in this slot; the rest of the area keeps its places.
+    with st.container(key="encoding"), reported("encoding the image"):
         embedding = _embed(segmenter, image)
-    if embedding is None:
-        return
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
         shapes = _canvas(workspace, image, mode)
         send_drawings_on_release()
-        if shapes is not None:
+        if shapes is not None and embedding is not None:
             with reported("segmenting"):
                 for refused in workspace.sync(shapes, segmenter, embedding, (image.width, image.height)):
                     st.error(str(refused), icon="⚠️")
@@ -147,9 +166,12 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Result**")
         with reported("drawing the result"):
             _result(workspace, image, display)
-    timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
-    if workspace.last_decode_ms is not None:
-        timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
+    if embedding is None:
+        timing = f"The image is not encoded yet: drawings are segmented once {segmenter.name} has encoded it."
+    else:
+        timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
+        if workspace.last_decode_ms is not None:
+            timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
     st.caption(timing)
     with st.container(key="candidates"):
         candidate_picker(workspace, image, segmenter.name)
