@@ -98,6 +98,9 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
     None until the canvas has reported how it fitted the image (a second or so after it mounts).
     """
     width = column_width("canvas_width", 560)
+    if width is None:
+        st.empty()  # the canvas's place, until the browser has measured the column
+        return None
     size = fit_size(image, width)
     exclude = mode == "Exclude point"
     result = st_canvas(
@@ -125,6 +128,9 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
 
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
     width = column_width("result_width", 560)
+    if width is None:
+        st.empty()  # the result's place, until the browser has measured the column
+        return
     size = fit_size(image, width)
     shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
     layers = [s.layer(display.single_color) for s in shown]
