@@ -34,7 +34,7 @@ from samdash.drawings import Workspace
 from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
-from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
 from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
@@ -141,7 +141,7 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
         thickness=display.thickness,
         fill_opacity=display.fill_opacity,
     )
-    st.image(drawn, output_format="JPEG", width="stretch")
+    st.image(jpeg_data_url(drawn), width="stretch")
 
 
 @st.fragment
