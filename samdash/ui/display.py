@@ -3,6 +3,8 @@ resized once, not on every rerun."""
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 from samdash.imaging import LoadedImage
@@ -39,3 +41,15 @@ def background_jpeg(image: LoadedImage, size: tuple[int, int]) -> bytes:
         bgr = cv2.cvtColor(resized(image, size), cv2.COLOR_RGB2BGR)
         cache[key] = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     return cache[key]
+
+
+def jpeg_data_url(rgb: np.ndarray, quality: int = 90) -> str:
+    """An RGB image as a JPEG data URL, to show with ``st.image``.
+
+    The image then travels inside the page update itself. Given to ``st.image`` as an array, it would become a
+    file on the server for the browser to fetch afterwards, deleted as soon as a later run no longer shows it:
+    when the next prompt follows quickly and the browser is busy, it asks too late, gets a 404 and logs an error.
+    """
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")

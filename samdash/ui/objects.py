@@ -11,7 +11,7 @@ from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.segments import Segment
-from samdash.ui.display import fit_size, resized
+from samdash.ui.display import fit_size, jpeg_data_url, resized
 from samdash.ui.state import session
 
 THUMB_WIDTH = 240
@@ -21,14 +21,14 @@ def _score_label(score: float) -> str:
     return "score n/a" if math.isnan(score) else f"IoU {score:.2f}"
 
 
-def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> np.ndarray:
-    """A candidate's thumbnail, kept while the candidates stay the same (reruns are frequent)."""
-    cache: dict[tuple, np.ndarray] = session().cache("thumbnails")
+def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> str:
+    """A candidate's thumbnail as a data URL, kept while the candidates stay the same (reruns are frequent)."""
+    cache: dict[tuple, str] = session().cache("thumbnails")
     key = (segment.candidates.token, index, segment.color, base.shape)
     if key not in cache:
         if len(cache) > 24:
             cache.clear()
-        cache[key] = preview(base, segment.candidates.preview(index, (base.shape[1], base.shape[0])), segment.color)
+        cache[key] = jpeg_data_url(preview(base, segment.candidates.preview(index, (base.shape[1], base.shape[0])), segment.color))
     return cache[key]
 
 

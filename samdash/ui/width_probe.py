@@ -31,8 +31,21 @@ export default function(component) {
 _probe = st.components.v2.component("samdash.width_probe", html="<div></div>", js=_JS)
 
 
-def column_width(key: str, default: int) -> int:
-    """Width in CSS pixels of the enclosing container (``default`` until the browser has answered)."""
+def column_width(key: str, default: int) -> int | None:
+    """Width in CSS pixels of the enclosing container.
+
+    None the first time a session asks, before the browser has measured the column: the caller leaves the place
+    empty for now, and the browser's answer reruns the area at once. Drawn at a guessed width instead, the canvas
+    would be drawn again at the right width a moment later, its background sent twice, and a box drawn in between
+    would stay where it was while the image under it shrinks or grows. ``default`` if the browser has not answered
+    by the next run (there is no browser, as in AppTest).
+    """
     result = _probe(key=key, default={"width": None}, on_width_change=lambda: None, width="stretch", height=1)
     width = result.get("width") if result else None
-    return int(width) if width else default
+    if width:
+        return int(width)
+    asked: set[str] = st.session_state.setdefault("width_asked", set())
+    if key not in asked:
+        asked.add(key)
+        return None
+    return default

@@ -34,7 +34,7 @@ from samdash.drawings import Workspace
 from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
-from samdash.ui.display import background_jpeg, fit_size, resized
+from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
 from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
@@ -99,6 +99,9 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
     None until the canvas has reported how it fitted the image (a second or so after it mounts).
     """
     width = column_width("canvas_width", 560)
+    if width is None:
+        st.empty()  # the canvas's place, until the browser has measured the column
+        return None
     size = fit_size(image, width)
     exclude = mode == "Exclude point"
     result = st_canvas(
@@ -126,6 +129,9 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
 
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
     width = column_width("result_width", 560)
+    if width is None:
+        st.empty()  # the result's place, until the browser has measured the column
+        return
     size = fit_size(image, width)
     shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
     layers = [s.layer(display.single_color) for s in shown]
@@ -136,7 +142,7 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
         thickness=display.thickness,
         fill_opacity=display.fill_opacity,
     )
-    st.image(drawn, output_format="JPEG", width="stretch")
+    st.image(jpeg_data_url(drawn), width="stretch")
 
 
 @st.fragment
