@@ -121,11 +121,15 @@ def _prompted_segments(segmenter: Segmenter, image: LoadedImage, embedding: Embe
 
 
 def _everything_segments(
-    segmenter: Segmenter, image: LoadedImage, embedding: Embedding, params: EverythingParams, first_id: int
+    segmenter: Segmenter, image: LoadedImage, embedding: Embedding, params: EverythingParams, first_id: int, err: TextIO
 ) -> list[Segment]:
     if not isinstance(segmenter, SamEngine):
         raise SamdashError("--everything needs SAM: the GrabCut fallback cannot find objects by itself")
-    found = segment_everything(segmenter.model, image.rgb, embedding, params)
+
+    def progress(done: int, total: int) -> None:  # a run takes minutes on a CPU
+        print(f"\r{image.name}: point batch {done} of {total}", end="\n" if done == total else "", file=err)
+
+    found = segment_everything(segmenter.model, image.rgb, embedding, params, progress)
     return [item.to_segment(first_id + i, segmenter.cache_id) for i, item in enumerate(found)]
 
 
@@ -160,7 +164,7 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
             if args.everything:
                 params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
-                segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1)
+                segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1, err)
             written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem)
         except SamdashError as exc:
             failures.append(path.name)
