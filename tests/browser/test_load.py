@@ -1,4 +1,5 @@
-"""A server slow to answer: no drawing is lost."""
+"""Several people on one server at once, and a server slow to answer: no page fails, no drawing is lost,
+and every session shows exactly its own objects."""
 
 from __future__ import annotations
 
@@ -11,9 +12,30 @@ import pytest
 from PIL import Image
 
 from tests.browser.harness import wait_for_canvas, wait_for_objects
-from tests.browser.load_driver import IMAGE, drag_box
+from tests.browser.load_driver import IMAGE, drag_box, plan_for, run_sessions
 
 pytestmark = pytest.mark.browser
+
+
+def _describe(reports) -> str:
+    return "\n".join(
+        f"{r.name}: {r.failure or 'completed'}; errors {r.errors[:2]}; lost {r.lost}; objects {r.objects}; own {r.own_objects}\n    "
+        + "\n    ".join(r.events)
+        for r in reports
+    )
+
+
+def test_three_sessions_started_together_each_keep_exactly_their_own_objects(fallback_url, artifacts):
+    """Three browsers upload their own image at the same moment, then draw boxes and a point as soon as it shows."""
+    folder = artifacts / "load"
+    folder.mkdir(exist_ok=True)
+    plans = [plan_for(i, 3, 1155, 866, boxes=2, points=1, seed=7) for i in range(3)]
+    reports = run_sessions(fallback_url, plans, timeout=100, artifacts=folder, prompt_timeout=30, image_timeout=60, settle=0.3)
+    summary = _describe(reports)
+    assert all(r.completed for r in reports), summary
+    assert not any(r.errors for r in reports), summary  # page errors and console errors
+    assert not any(r.lost for r in reports), summary
+    assert all(r.own_objects for r in reports), summary
 
 
 def _four_by_three_png() -> bytes:
