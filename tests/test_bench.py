@@ -19,7 +19,7 @@ def _positive(value: object) -> bool:
 
 def test_quick_run_ends_with_a_json_summary():
     done = subprocess.run(
-        [sys.executable, "-m", "samdash.bench", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "samdash.bench", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
