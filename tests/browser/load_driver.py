@@ -32,17 +32,20 @@ Box = tuple[float, float, float, float]
 # What a person aims at: the image on the canvas (its drawing layer is meant to lie exactly on top of it).
 IMAGE = "[data-testid=stBidiComponentIsolated] canvas.dc-background-canvas"
 
-# Times in the browser's own clock, from the mouse-up to the new result image decoded and painted.
+# Times in the browser's own clock, from the mouse-up to the next new result image decoded and painted (an image
+# that changes before the mouse-up, from a rerun still under way, does not count).
 _ARM = """
 () => {
-    const root = document.querySelector('.st-key-result');
-    const before = root?.querySelector('img')?.src;
+    let before = null;
     window.__mouseUp = null;
-    document.addEventListener('mouseup', () => { window.__mouseUp = performance.now(); }, {capture: true, once: true});
+    document.addEventListener('mouseup', () => {
+        before = document.querySelector('.st-key-result img')?.src;
+        window.__mouseUp = performance.now();
+    }, {capture: true, once: true});
     window.__shown = new Promise(resolve => {
         const check = async () => {
             const img = document.querySelector('.st-key-result img');
-            if (!img || img.src === before) return false;
+            if (window.__mouseUp === null || !img || img.src === before) return false;
             await img.decode().catch(() => {});
             requestAnimationFrame(() => resolve(performance.now()));
             return true;
