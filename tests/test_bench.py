@@ -33,7 +33,7 @@ def test_quick_run_ends_with_a_json_summary():
         total = summary[f"prompt_to_outline_ms_{size}"]
         assert _positive(total["median"]) and total["min"] <= total["median"] <= total["max"]
         stages = summary[f"prompt_stages_ms_{size}"]
-        assert set(stages) == {"decode", "mask", "contour", "draw", "jpeg"}
+        assert set(stages) == {"decode", "mask", "rle", "contour", "draw", "jpeg"}
         assert all(item["median"] >= 0 for item in stages.values())
     assert _positive(summary["speedup_vs_stock_5_boxes"])
 
