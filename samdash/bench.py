@@ -1,6 +1,7 @@
 """Where the server's time and memory go, measured in one run.
 
     python -m samdash.bench [--full | --quick] [--models vit_b,...] [--backends eager,sdpa,...] [--repeats N]
+    python -m samdash.bench --everything [--quick]
 
 1. Encode: time and peak RSS of one image encode per model and encoder
    backend, each in a fresh process (peak RSS is a per-process high-water
@@ -11,6 +12,12 @@
 3. The stock way a naive app does it (``SamPredictor.set_image`` for every
    box, all candidates at full resolution, the overlay drawn and sent as a
    full-size PNG) against ours (one encode, then cheap prompts), for five boxes.
+
+``--everything`` measures segment everything instead: wall time, peak RSS
+and masks kept on a 12 MP image and on the same image at 1024 px, with SAM's
+default thresholds and with none (so that many masks are brought to full
+size), each in a fresh process; and fp32 GEMM GFLOP/s before and after, to
+tell a slow machine from a slow program.
 
 Models are randomly initialised at full size: latency does not depend on the
 weights. ``--quick`` runs a tiny encoder (SAM's own prompt encoder and mask
@@ -31,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,9 +49,11 @@ from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.modeling.image_encoder import Attention
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from samdash.backends import available_backends, default_backend, make_encoder
-from samdash.engine import Embedding, EmbeddingCache, SamEngine
+from samdash.engine import Embedding, EmbeddingCache, SamEngine, upscale
+from samdash.everything import EverythingParams, segment_everything
 from samdash.imaging import display_copy
 from samdash.masks import CompactMask
 from samdash.models import ARCHITECTURES, MOBILE_SAM_PACKAGES
@@ -253,6 +263,119 @@ def bench_prompts(model: Sam, sizes: dict[str, tuple[int, int]], repeats: int, b
     return results
 
 
+# 4. Segment everything, one fresh process per measurement.
+
+EVERYTHING_PARAMS = {
+    "default": EverythingParams(),
+    "no-thresholds": EverythingParams(pred_iou_thresh=0.0, stability_score_thresh=0.0),
+    # The stock generator's batch: the decoder's memory grows with the points decoded at once.
+    "64-per-batch": EverythingParams(points_per_batch=64),
+}
+EVERYTHING_RUNS = [("1024px", "default"), ("1024px", "no-thresholds"), ("12mp", "default"), ("12mp", "no-thresholds"), ("12mp", "64-per-batch")]
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix multiply throughput of this machine now (the best of a few)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b))[1] for _ in range(repeats))
+    return round(2 * size**3 / best / 1e9, 1)
+
+
+def _everything_image(label: str, sizes: dict[str, tuple[int, int]]) -> np.ndarray:
+    """The large scene, or the same scene scaled down to the 1024 px the model sees."""
+    image = scene(*sizes["12mp"])
+    if label == "12mp":
+        return image
+    height, width = image.shape[:2]
+    scale = 1024 / max(height, width)
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+
+def _reset_peak_rss() -> bool:
+    """Start a new high-water mark for this process (Linux); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def everything_worker(model_name: str, label: str, params_name: str, save: Path) -> None:
+    """Child process: encode (or load the encode saved by the first run), then segment everything; one JSON line."""
+    model = build_model(model_name)
+    engine = SamEngine(model, "bench", EmbeddingCache(1 << 30), encoder=make_encoder(model, "auto"))
+    sizes = QUICK_SIZES if model_name == "tiny" else FULL_SIZES
+    image = _everything_image(label, sizes)
+    if save.exists():
+        features = torch.from_numpy(np.load(save))
+        resized = ResizeLongestSide.get_preprocess_shape(*image.shape[:2], model.image_encoder.img_size)
+        embedding = Embedding(("bench", label), tuple(image.shape[:2]), resized, features, features.nbytes, 0.0)
+    else:
+        embedding = engine.embed(image, label)
+        np.save(save, embedding.features.numpy())
+    params = EVERYTHING_PARAMS[params_name]
+    if model_name == "tiny":
+        params = replace(params, points_per_side=8)
+    before = _peak_rss_mb()
+    reset = _reset_peak_rss()
+    resident = _peak_rss_mb()  # right after a reset the high-water mark is what is resident now
+    found, seconds = _timed(lambda: segment_everything(model, image, embedding, params))
+    peak = _peak_rss_mb()
+    # What each mask kept costs at this size: SAM's upscaling of its logits, and the run-length encoding.
+    geometry = engine.geometry(embedding)
+    logits = np.fromfunction(lambda y, x: 60 - np.hypot(y - 90, x - 120), (256, 256), dtype=np.float32)
+    per_mask = statistics.median(_timed(lambda: CompactMask.encode(upscale(logits, geometry)))[1] for _ in range(5))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "masks": len(found),
+                "full_size_ms_per_mask": round(per_mask * 1000, 1),
+                "encode_s": embedding.encode_seconds,
+                "process_peak_rss_mb": max(before, peak),
+                # Without a reset (not Linux) the high-water mark is the whole process's.
+                "everything_peak_rss_mb": peak,
+                "peak_reset_before_segmenting": reset,
+                "rss_before_segmenting_mb": resident if reset else None,
+                "image": f"{image.shape[1]}×{image.shape[0]}",
+            }
+        )
+    )
+
+
+def bench_everything(model_name: str) -> dict[str, object]:
+    results: dict[str, object] = {"model": model_name, "gemm_gflops_before": gemm_gflops()}
+    print(f"fp32 GEMM {results['gemm_gflops_before']} GFLOP/s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="samdash-bench-") as tmp:
+        for label, params_name in EVERYTHING_RUNS:
+            save = Path(tmp) / f"{label}.npy"  # the first run at a size encodes, the others load it
+            command = [sys.executable, "-m", "samdash.bench", "--everything-worker", label, params_name, "--models", model_name, "--save", str(save)]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            if done.returncode != 0:
+                raise RuntimeError(f"Segment everything ({label}, {params_name}) failed:\n{done.stderr[-3000:]}")
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            results[f"{label}_{params_name}"] = run
+            print(
+                f"everything {model_name} {label:>6} {run['image']:>9} {params_name:<13}: {run['seconds']:.1f} s, "
+                f"{run['masks']} masks ({run['full_size_ms_per_mask']:g} ms each to full size), peak RSS "
+                f"{run['everything_peak_rss_mb']:.0f} MB while segmenting (from {run['rss_before_segmenting_mb'] or 0:.0f} MB; "
+                f"{run['process_peak_rss_mb']:.0f} MB with the encode)",
+                flush=True,
+            )
+    for params_name in ("default", "no-thresholds"):
+        large, small = results[f"12mp_{params_name}"], results[f"1024px_{params_name}"]
+        ratio = round(large["seconds"] / small["seconds"], 2)
+        results[f"time_ratio_12mp_vs_1024px_{params_name}"] = ratio
+        print(f"12 MP / 1024 px time, {params_name}: {ratio}×", flush=True)
+    results["gemm_gflops_after"] = gemm_gflops()
+    width, height = FULL_SIZES["12mp"]
+    # What SAM's stock generator holds per batch at 12 MP: 64 points × 3 masks as full-size float32.
+    results["stock_batch_logits_gb_12mp"] = round(64 * 3 * width * height * 4 / 1e9, 1)
+    print(f"fp32 GEMM {results['gemm_gflops_after']} GFLOP/s after", flush=True)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samdash.bench", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -261,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated: vit_b, vit_l, vit_h, vit_t (default vit_b and, when installed, vit_t; tiny with --quick)")
     parser.add_argument("--backends", help=f"comma-separated encoder backends (default: {','.join(available_backends())})")
     parser.add_argument("--repeats", type=int, help="runs per measurement (default 3; 1 with --quick)")
+    parser.add_argument("--everything", action="store_true", help="measure segment everything (vit_b, or tiny with --quick) instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--everything-worker", nargs=2, metavar=("SIZE", "PARAMS"), help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     mobile = all(importlib.util.find_spec(name) is not None for name in ("mobile_sam", "timm"))
@@ -269,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = (args.backends or ",".join(available_backends())).split(",")
     if args.worker:
         encode_worker(models[0], backends[0], args.save)
+        return 0
+    if args.everything_worker:
+        everything_worker(models[0], *args.everything_worker, args.save)
         return 0
     unknown = [name for name in models if name != "tiny" and name not in ARCHITECTURES]
     if unknown:
@@ -278,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [name for name in backends if name not in available_backends()]
     if missing:
         parser.error(f"backend {missing[0]!r} is not available here; choose from {', '.join(available_backends())}")
+    if args.everything:
+        print(json.dumps(bench_everything(models[0])))
+        return 0
     repeats = max(1, args.repeats or (1 if args.quick else 3))
     ours = os.environ.get("SAMDASH_ENCODER_BACKEND", "").strip() or default_backend()
     summary: dict[str, object] = {
