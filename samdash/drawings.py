@@ -104,6 +104,15 @@ class Workspace:
     # Objects whose making drawing was taken back, by that drawing's key: a redo brings them back.
     _dropped: dict[Hashable, list[Segment]] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def restored(
+        cls, image_hash: str, segments: list[Segment], applied: list[Applied], active_id: int | None, next_id: int
+    ) -> "Workspace":
+        """A workspace as it was saved: the canvas mounts with its drawings, with an undo history of its own."""
+        workspace = cls(image_hash, segments, active_id, next_id, applied)
+        workspace._redraw()
+        return workspace
+
     @property
     def active(self) -> Segment | None:
         return self.segment(self.active_id)

@@ -135,6 +135,11 @@ class Candidates:
         return self.scores.nbytes + self._stored.nbytes + (self._exact[1].nbytes if self._exact else 0)
 
     @property
+    def exact(self) -> tuple[int, np.ndarray] | None:
+        """(index, float32 logits) of the candidate kept exact when the others are rounded (see ``compacted``)."""
+        return self._exact
+
+    @property
     def best(self) -> int:
         """Index of the highest predicted score (the first one when scores are unknown)."""
         return 0 if np.all(np.isnan(self.scores)) else int(np.nanargmax(self.scores))

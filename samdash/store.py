@@ -1,0 +1,455 @@
+"""Projects on disk: images and the objects made on them, saved as the analyst works.
+
+One SQLite database per data directory (WAL mode: readers never wait for the
+writer, and a killed process leaves the last committed state), and the image
+files beside it, named by the hash of their pixels so an image added twice is
+stored once. Every save of an image's objects is one transaction that also
+bumps the image's revision: a session that sees another revision than the one
+it saved knows the image was changed elsewhere (another tab, a teammate).
+
+The schema carries a version (``PRAGMA user_version``). A database from an
+older release is copied aside and migrated when opened; one from a newer
+release is refused, never changed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from samdash.drawings import Applied, Workspace
+from samdash.errors import SamdashError
+from samdash.records import shape_from_json, shape_to_json, state_from_bytes, state_to_bytes
+from samdash.render import hex_to_rgb, rgb_to_hex
+from samdash.segments import Segment, SegmentState
+
+DB_NAME = "samdash.db"
+# How long a write waits for another writer before it gives up (and the page says the change is not saved).
+BUSY_TIMEOUT_S = 5.0
+
+
+class StoreError(SamdashError):
+    """The project store cannot be read or written."""
+
+
+class Conflict(StoreError):
+    """The image was changed elsewhere since this session loaded it."""
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: str
+    name: str
+    created: float
+    images: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: int
+    project_id: str
+    position: int
+    name: str
+    content_hash: str
+    file: str  # relative to the data directory
+    width: int
+    height: int
+    done: bool
+    objects: int
+    revision: int
+
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Statements one by one: ``executescript`` would commit the migration's transaction half way."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _schema_v1(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE projects(id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE images(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, name TEXT NOT NULL, content_hash TEXT NOT NULL, file TEXT NOT NULL,
+            width INTEGER NOT NULL, height INTEGER NOT NULL,
+            UNIQUE(project_id, content_hash));
+        CREATE TABLE objects(
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            segment_id INTEGER NOT NULL, name TEXT NOT NULL, color TEXT NOT NULL, visible INTEGER NOT NULL,
+            state BLOB NOT NULL,
+            PRIMARY KEY(image_id, segment_id));
+        """
+    )
+
+
+def _schema_v2(db: sqlite3.Connection) -> None:
+    """Undo history and the canvas record per image, "done" marks, revisions; states written once, shared by rows."""
+    _script(
+        db,
+        """
+        ALTER TABLE images ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE images ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE images ADD COLUMN active_id INTEGER;
+        ALTER TABLE images ADD COLUMN next_id INTEGER NOT NULL DEFAULT 1;
+        CREATE TABLE states(
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            data BLOB NOT NULL);
+        CREATE TABLE objects_v2(
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            segment_id INTEGER NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, color TEXT NOT NULL,
+            visible INTEGER NOT NULL, state_id INTEGER NOT NULL REFERENCES states(id),
+            PRIMARY KEY(image_id, segment_id));
+        CREATE TABLE drawings(
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, shape TEXT NOT NULL, segment_id INTEGER, before_id INTEGER REFERENCES states(id),
+            PRIMARY KEY(image_id, position));
+        """
+    )
+    rows = db.execute("SELECT image_id, segment_id, name, color, visible, state FROM objects ORDER BY image_id, segment_id")
+    for position, (image_id, segment_id, name, color, visible, state) in enumerate(rows.fetchall()):
+        state_id = db.execute("INSERT INTO states(image_id, data) VALUES (?, ?)", (image_id, state)).lastrowid
+        db.execute(
+            "INSERT INTO objects_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", (image_id, segment_id, position, name, color, visible, state_id)
+        )
+    _script(
+        db,
+        """
+        DROP TABLE objects;
+        ALTER TABLE objects_v2 RENAME TO objects;
+        UPDATE images SET
+            next_id = COALESCE((SELECT MAX(segment_id) + 1 FROM objects WHERE image_id = images.id), 1),
+            active_id = (SELECT MAX(segment_id) FROM objects WHERE image_id = images.id);
+        """
+    )
+
+
+# MIGRATIONS[n] takes a database from version n to n + 1.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# An object as saved: its state, name, colour and visibility.
+ObjectRecord = tuple[SegmentState, str, tuple[int, int, int], bool]
+
+
+@dataclass
+class SavedImage:
+    """What a session last wrote for (or read of) one image, so the next save writes only what changed.
+
+    Objects are compared by identity: a state is immutable, and a change
+    makes a new one.
+    """
+
+    image_id: int
+    revision: int
+    objects: dict[int, ObjectRecord] = field(default_factory=dict)
+    drawings: tuple[Applied, ...] = ()
+    meta: tuple[int | None, int] = (None, 1)
+    # Row ids of states already in the database, by the identity of the state object (which is kept alive here).
+    state_ids: dict[int, tuple[SegmentState, int]] = field(default_factory=dict)
+
+
+class Store:
+    """The projects of one data directory. Safe to share between threads (one connection per thread)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"Cannot open the project store at {self.path}: {exc}") from exc
+
+    # Connections and schema
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL loses no committed change when the process dies, only (rarely) on power loss.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it lands or none of it does."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)  # reads the version without changing the file
+        try:
+            version = probe.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            probe.close()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"The project store {self.path} was written by a newer samdash (schema {version}; this one reads up "
+                f"to {SCHEMA_VERSION}). Upgrade samdash, or point SAMDASH_DATA_DIR elsewhere; the store was not changed."
+            )
+        if 0 < version < SCHEMA_VERSION:
+            # The users' data outlives releases: keep the database as it was before changing its schema.
+            backup = self.path.with_name(f"{DB_NAME}.schema-{version}.bak")
+            db = self._connection()
+            copy = sqlite3.connect(backup)
+            db.backup(copy)
+            copy.close()
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated meanwhile
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # Projects
+
+    def create_project(self, name: str) -> ProjectInfo:
+        project_id = secrets.token_urlsafe(6)
+        created = time.time()
+        with self._writing() as db:
+            db.execute("INSERT INTO projects VALUES (?, ?, ?)", (project_id, name.strip() or "Untitled", created))
+        return ProjectInfo(project_id, name.strip() or "Untitled", created, 0)
+
+    def projects(self) -> list[ProjectInfo]:
+        """Every project, the newest first."""
+        rows = self._read(
+            "SELECT p.id, p.name, p.created, COUNT(i.id) FROM projects p LEFT JOIN images i ON i.project_id = p.id "
+            "GROUP BY p.id ORDER BY p.created DESC"
+        )
+        return [ProjectInfo(*row) for row in rows]
+
+    def project(self, project_id: str) -> ProjectInfo | None:
+        return next((p for p in self.projects() if p.id == project_id), None)
+
+    def rename_project(self, project_id: str, name: str) -> None:
+        with self._writing() as db:
+            db.execute("UPDATE projects SET name = ? WHERE id = ?", (name.strip() or "Untitled", project_id))
+
+    def delete_project(self, project_id: str) -> None:
+        """The project, its images' objects, and the image files no other project uses."""
+        with self._writing() as db:
+            files = [row[0] for row in db.execute("SELECT file FROM images WHERE project_id = ?", (project_id,))]
+            db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+            unused = [f for f in files if db.execute("SELECT 1 FROM images WHERE file = ?", (f,)).fetchone() is None]
+        for name in unused:
+            (self.data_dir / name).unlink(missing_ok=True)
+
+    # Images
+
+    def add_image(self, project_id: str, data: bytes, name: str, content_hash: str, size: tuple[int, int]) -> tuple[ImageInfo, bool]:
+        """Add an image file's bytes to a project; the same pixels already there are not added again.
+
+        Returns the image and whether it is new. ``size`` is (width, height).
+        """
+        suffix = Path(name).suffix.lower() or ".img"
+        relative = f"images/{content_hash[:2]}/{content_hash}{suffix}"
+        target = self.data_dir / relative
+        try:
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+                partial.write_bytes(data)
+                os.replace(partial, target)
+            with self._writing() as db:
+                existing = db.execute(
+                    "SELECT id FROM images WHERE project_id = ? AND content_hash = ?", (project_id, content_hash)
+                ).fetchone()
+                if existing is not None:
+                    return self._image(db, existing[0]), False
+                if db.execute("SELECT 1 FROM projects WHERE id = ?", (project_id,)).fetchone() is None:
+                    raise StoreError(f"There is no project {project_id!r}.")
+                position = db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM images WHERE project_id = ?", (project_id,)).fetchone()[0]
+                image_id = db.execute(
+                    "INSERT INTO images(project_id, position, name, content_hash, file, width, height) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (project_id, position, name, content_hash, relative, size[0], size[1]),
+                ).lastrowid
+                return self._image(db, image_id), True
+        except OSError as exc:
+            raise StoreError(f"Cannot save {name} into {self.data_dir}: {exc.strerror or exc}") from exc
+
+    def images(self, project_id: str) -> list[ImageInfo]:
+        """A project's images in the order they were added."""
+        return [ImageInfo(*row) for row in self._read(_IMAGE_QUERY + "WHERE i.project_id = ? GROUP BY i.id ORDER BY i.position", (project_id,))]
+
+    def image(self, image_id: int) -> ImageInfo | None:
+        return self._image(self._connection(), image_id)
+
+    def _image(self, db: sqlite3.Connection, image_id: int) -> ImageInfo | None:
+        row = db.execute(_IMAGE_QUERY + "WHERE i.id = ? GROUP BY i.id", (image_id,)).fetchone()
+        return ImageInfo(*row) if row is not None else None
+
+    def image_path(self, image: ImageInfo) -> Path:
+        return self.data_dir / image.file
+
+    def set_done(self, image_id: int, done: bool) -> None:
+        with self._writing() as db:
+            db.execute("UPDATE images SET done = ? WHERE id = ?", (int(done), image_id))
+
+    def revision(self, image_id: int) -> int | None:
+        row = self._connection().execute("SELECT revision FROM images WHERE id = ?", (image_id,)).fetchone()
+        return row[0] if row is not None else None
+
+    # Objects
+
+    def load_workspace(self, image: ImageInfo) -> tuple[Workspace, SavedImage]:
+        """The image's objects and canvas record as last saved, and what was read (for the next save)."""
+        db = self._connection()
+        db.execute("BEGIN")  # one consistent read
+        try:
+            revision, active_id, next_id = db.execute(
+                "SELECT revision, active_id, next_id FROM images WHERE id = ?", (image.id,)
+            ).fetchone()
+            loaded = {
+                state_id: state_from_bytes(data)
+                for state_id, data in db.execute("SELECT id, data FROM states WHERE image_id = ?", (image.id,))
+            }
+            objects = db.execute(
+                "SELECT segment_id, name, color, visible, state_id FROM objects WHERE image_id = ? ORDER BY position", (image.id,)
+            ).fetchall()
+            drawings = db.execute(
+                "SELECT shape, segment_id, before_id FROM drawings WHERE image_id = ? ORDER BY position", (image.id,)
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        saved = SavedImage(image.id, revision, meta=(active_id, next_id))
+        saved.state_ids = {id(state): (state, state_id) for state_id, state in loaded.items()}
+        segments = []
+        for segment_id, name, color, visible, state_id in objects:
+            segment = Segment(segment_id, name, hex_to_rgb(color), loaded[state_id], bool(visible))
+            segments.append(segment)
+            saved.objects[segment_id] = _object_record(segment)
+        applied = tuple(
+            Applied(shape_from_json(shape), segment_id, loaded[before_id] if before_id is not None else None)
+            for shape, segment_id, before_id in drawings
+        )
+        saved.drawings = applied
+        workspace = Workspace.restored(image.content_hash, segments, list(applied), active_id, next_id)
+        return workspace, saved
+
+    def save_workspace(self, workspace: Workspace, saved: SavedImage) -> bool:
+        """Write what changed since ``saved`` in one transaction; False when nothing had changed.
+
+        Raises :class:`Conflict` when another session saved this image
+        meanwhile (nothing is written then), :class:`StoreError` when the
+        write fails (nothing is written either). ``saved`` is brought up to
+        date only once the transaction has landed.
+        """
+        objects = {segment.id: _object_record(segment) for segment in workspace.segments}
+        drawings = tuple(workspace.applied)
+        meta = (workspace.active_id, workspace.next_id)
+        changed = [sid for sid, record in objects.items() if not _same_record(saved.objects.get(sid), record)]
+        removed = [sid for sid in saved.objects if sid not in objects]
+        drawings_changed = len(drawings) != len(saved.drawings) or any(a is not b for a, b in zip(drawings, saved.drawings))
+        if not (changed or removed or drawings_changed or meta != saved.meta):
+            return False
+        new_ids: dict[int, tuple[SegmentState, int]] = {}
+
+        def state_id(db: sqlite3.Connection, state: SegmentState) -> int:
+            known = saved.state_ids.get(id(state)) or new_ids.get(id(state))
+            if known is not None and known[0] is state:
+                return known[1]
+            row = db.execute("INSERT INTO states(image_id, data) VALUES (?, ?)", (saved.image_id, state_to_bytes(state))).lastrowid
+            new_ids[id(state)] = (state, row)
+            return row
+
+        try:
+            with self._writing() as db:
+                row = db.execute("SELECT revision FROM images WHERE id = ?", (saved.image_id,)).fetchone()
+                if row is None:
+                    raise Conflict("This image was removed from its project elsewhere.")
+                if row[0] != saved.revision:
+                    raise Conflict("This image was changed elsewhere (another tab or a teammate).")
+                for sid in removed:
+                    db.execute("DELETE FROM objects WHERE image_id = ? AND segment_id = ?", (saved.image_id, sid))
+                positions = {segment.id: index for index, segment in enumerate(workspace.segments)}
+                for sid in changed:
+                    state, name, color, visible = objects[sid]
+                    db.execute(
+                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state)),
+                    )
+                if drawings_changed:
+                    db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))
+                    db.executemany(
+                        "INSERT INTO drawings VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (saved.image_id, position, shape_to_json(entry.shape), entry.segment_id,
+                             state_id(db, entry.before) if entry.before is not None else None)
+                            for position, entry in enumerate(drawings)
+                        ],
+                    )
+                kept = {objects[sid][0] for sid in objects} | {entry.before for entry in drawings if entry.before is not None}
+                kept_ids = {id(state) for state in kept}
+                known = {key: value for key, value in (saved.state_ids | new_ids).items() if key in kept_ids}
+                stale = [value[1] for key, value in (saved.state_ids | new_ids).items() if key not in kept_ids]
+                db.executemany("DELETE FROM states WHERE id = ?", [(row_id,) for row_id in stale])
+                db.execute(
+                    "UPDATE images SET revision = revision + 1, active_id = ?, next_id = ? WHERE id = ?",
+                    (*meta, saved.image_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"The change is not saved ({exc}); it is kept in this page and saved with the next change.") from exc
+        saved.revision += 1
+        saved.objects = objects
+        saved.drawings = drawings
+        saved.meta = meta
+        saved.state_ids = known
+        return True
+
+    # Plumbing
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._transaction() as db:
+                yield db
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"The project store could not be written ({exc}).") from exc
+
+    def _read(self, query: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._connection().execute(query, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"The project store could not be read ({exc}).") from exc
+
+
+_IMAGE_QUERY = (
+    "SELECT i.id, i.project_id, i.position, i.name, i.content_hash, i.file, i.width, i.height, i.done, "
+    "COUNT(o.segment_id), i.revision FROM images i LEFT JOIN objects o ON o.image_id = i.id "
+)
+
+
+def _object_record(segment: Segment) -> ObjectRecord:
+    return (segment.state, segment.name, tuple(segment.color), segment.visible)
+
+
+def _same_record(old: tuple | None, new: tuple) -> bool:
+    return old is not None and old[0] is new[0] and old[1:4] == new[1:4]

@@ -1,0 +1,236 @@
+"""The project store: real SQLite files in a temporary data directory, objects made by the tiny SAM."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from samdash.canvas import BackgroundFit, shapes_from_canvas
+from samdash.drawings import Workspace
+from samdash.imaging import LoadedImage
+from samdash.records import state_to_bytes
+from samdash.store import DB_NAME, SCHEMA_VERSION, Conflict, Store, StoreError
+from tests.test_drawings import A, B, P, X
+
+SAME_SIZE = BackgroundFit(1.0, 1.0, 0.0, 0.0)
+
+
+@pytest.fixture
+def project(tmp_path, scene):
+    """A store with one project holding the scene image."""
+    store = Store(tmp_path / "data")
+    info = store.create_project("Field survey")
+    image = LoadedImage.from_array(scene, "scene.png")
+    record, added = store.add_image(info.id, b"png bytes", "scene.png", image.content_hash, (image.width, image.height))
+    assert added
+    return store, record, image
+
+
+def _worked(store, record, image, engine, *drawings):
+    """A workspace loaded from the store, with drawings applied as the page applies them, then saved."""
+    workspace, saved = store.load_workspace(record)
+    embedding = engine.embed(image.rgb, image.content_hash)
+    shapes = shapes_from_canvas({"objects": list(drawings)}, SAME_SIZE)
+    assert workspace.sync(shapes, engine, embedding, (image.width, image.height)) == []
+    store.save_workspace(workspace, saved)
+    return workspace, saved
+
+
+def _fields(workspace: Workspace) -> list:
+    """Everything an object is, in plain values."""
+    out = []
+    for s in workspace.segments:
+        c = s.candidates
+        out.append(
+            (
+                s.id, s.name, tuple(s.color), s.visible, s.pick, s.prompt.box, s.prompt.points.tolist(), s.prompt.labels.tolist(),
+                c.scores.tolist(), [c.logits_of(i).tobytes() for i in range(len(c))], c.source, c.geometry,
+                s.compact_mask.counts, s.compact_mask.size,
+            )
+        )
+    return out
+
+
+def test_every_field_of_every_object_survives_a_reopened_store(project, tiny_engine):
+    store, record, image = project
+    workspace, _ = _worked(store, record, image, tiny_engine, A, P, X, B)
+    workspace.segments[0].name = "left disc"
+    workspace.segments[0].color = (1, 2, 3)
+    workspace.segments[1].visible = False
+    workspace.segments[1].pick = (workspace.segments[1].pick + 1) % 3
+    workspace.active_id = workspace.segments[0].id
+    saved_again = store.load_workspace(record)[1]
+    assert store.save_workspace(workspace, saved_again)
+
+    reopened = Store(store.data_dir)  # as after a server restart
+    loaded, _ = reopened.load_workspace(reopened.image(record.id))
+    assert _fields(loaded) == _fields(workspace)
+    assert loaded.active_id == workspace.active_id and loaded.next_id == workspace.next_id
+    assert [np.array_equal(a.mask, b.mask) for a, b in zip(loaded.segments, workspace.segments)] == [True, True]
+    # The canvas record and the undo history come back: the canvas mounts with the same drawings,
+    # and taking back the exclude point restores the object exactly as it was before it.
+    assert loaded.drawing == {"objects": [A, P, X, B]}
+    before_exclude = [e.before for e in workspace.applied if e.shape.raw is X][0]
+    embedding = tiny_engine.embed(image.rgb, image.content_hash)
+    loaded.sync(shapes_from_canvas({"objects": [A, P, B]}, SAME_SIZE), tiny_engine, embedding, (image.width, image.height))
+    restored = loaded.segment(workspace.segments[0].id)
+    assert restored.compact_mask.counts == before_exclude.mask.counts
+    assert np.array_equal(restored.candidates.logits_of(restored.pick), before_exclude.candidates.logits_of(before_exclude.pick))
+
+
+def test_a_save_writes_only_what_changed_and_drops_unused_history(project, tiny_engine):
+    store, record, image = project
+    workspace, saved = _worked(store, record, image, tiny_engine, A, P, B)
+    db = sqlite3.connect(store.path)
+    states_before = db.execute("SELECT id FROM states").fetchall()
+    assert not store.save_workspace(workspace, saved)  # nothing changed: nothing written
+    workspace.segments[1].name = "box B"
+    assert store.save_workspace(workspace, saved)
+    assert db.execute("SELECT id FROM states").fetchall() == states_before  # a rename writes no state
+    workspace.remove(workspace.segments[0].id)
+    store.save_workspace(workspace, saved)
+    (count,) = db.execute("SELECT COUNT(*) FROM states").fetchone()
+    assert count == 1  # object 1's state and its point's history are gone with it
+
+
+def test_a_second_session_sees_the_change_and_cannot_overwrite_it(project, tiny_engine):
+    store, record, image = project
+    first, first_saved = store.load_workspace(record)
+    other = Store(store.data_dir)
+    second, second_saved = other.load_workspace(other.image(record.id))
+    workspace, _ = _worked(store, record, image, tiny_engine, A)
+    assert other.revision(record.id) != second_saved.revision  # the other tab can tell it is behind
+    second.segments.append(workspace.segments[0])
+    with pytest.raises(Conflict):
+        other.save_workspace(second, second_saved)
+    assert len(store.load_workspace(record)[0].segments) == 1
+
+
+def test_images_are_added_once_and_listed_in_order(project, scene):
+    store, record, image = project
+    again, added = store.add_image(record.project_id, b"other bytes", "copy.jpg", image.content_hash, (image.width, image.height))
+    assert not added and again.id == record.id
+    flipped = LoadedImage.from_array(np.ascontiguousarray(scene[::-1]), "flipped.png")
+    second, added = store.add_image(record.project_id, b"flipped", "flipped.png", flipped.content_hash, (flipped.width, flipped.height))
+    assert added
+    assert [i.name for i in store.images(record.project_id)] == ["scene.png", "flipped.png"]
+    assert store.image_path(second).read_bytes() == b"flipped"
+    store.set_done(second.id, True)
+    assert [i.done for i in store.images(record.project_id)] == [False, True]
+
+
+def test_deleting_a_project_removes_its_objects_and_unshared_files(project, tiny_engine):
+    store, record, image = project
+    _worked(store, record, image, tiny_engine, A)
+    other = store.create_project("Other")
+    store.add_image(other.id, b"png bytes", "scene.png", image.content_hash, (image.width, image.height))
+    store.delete_project(record.project_id)
+    assert store.project(record.project_id) is None
+    assert store.image_path(record).exists()  # still used by the other project
+    db = sqlite3.connect(store.path)
+    assert db.execute("SELECT COUNT(*) FROM objects").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM states").fetchone() == (0,)
+    store.delete_project(other.id)
+    assert not store.image_path(record).exists()
+
+
+def test_a_version_1_store_is_migrated_and_a_copy_kept(tmp_path, tiny_engine, scene):
+    """A database as samdash's first schema wrote it, made here with that schema's own statements."""
+    image = LoadedImage.from_array(scene, "scene.png")
+    embedding = tiny_engine.embed(scene, image.content_hash)
+    from samdash.prompts import box_prompt
+    from samdash.segments import SegmentState
+
+    state = SegmentState.of(box_prompt((120, 100, 320, 300), 640, 480), tiny_engine.predict(embedding, box_prompt((120, 100, 320, 300), 640, 480)))
+    data = tmp_path / "old"
+    data.mkdir()
+    db = sqlite3.connect(data / DB_NAME)
+    db.executescript(
+        """
+        CREATE TABLE projects(id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE images(id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, name TEXT NOT NULL, content_hash TEXT NOT NULL, file TEXT NOT NULL,
+            width INTEGER NOT NULL, height INTEGER NOT NULL, UNIQUE(project_id, content_hash));
+        CREATE TABLE objects(image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            segment_id INTEGER NOT NULL, name TEXT NOT NULL, color TEXT NOT NULL, visible INTEGER NOT NULL,
+            state BLOB NOT NULL, PRIMARY KEY(image_id, segment_id));
+        PRAGMA user_version = 1;
+        """
+    )
+    db.execute("INSERT INTO projects VALUES ('p1', 'Old survey', 0)")
+    db.execute("INSERT INTO images VALUES (1, 'p1', 0, 'scene.png', ?, 'images/x.png', 640, 480)", (image.content_hash,))
+    db.execute("INSERT INTO objects VALUES (1, 4, 'rock', '#ff0000', 1, ?)", (state_to_bytes(state.compacted()),))
+    db.commit()
+    db.close()
+
+    store = Store(data)
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    backup = sqlite3.connect(data / f"{DB_NAME}.schema-1.bak")
+    assert backup.execute("SELECT name FROM objects").fetchall() == [("rock",)]  # the old file, as it was
+    [record] = store.images("p1")
+    assert not record.done and record.objects == 1
+    workspace, _ = store.load_workspace(record)
+    [rock] = workspace.segments
+    assert (rock.id, rock.name, rock.color) == (4, "rock", (255, 0, 0))
+    assert rock.compact_mask.counts == state.mask.counts
+    assert workspace.next_id == 5 and workspace.active_id == 4
+
+
+def test_a_store_from_a_newer_release_is_refused_and_left_alone(tmp_path):
+    data = tmp_path / "new"
+    data.mkdir()
+    db = sqlite3.connect(data / DB_NAME)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    before = (data / DB_NAME).read_bytes()
+    with pytest.raises(StoreError, match="newer samdash"):
+        Store(data)
+    assert (data / DB_NAME).read_bytes() == before
+
+
+def test_a_read_only_directory_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    data = tmp_path / "ro"
+    data.mkdir()
+    data.chmod(0o500)
+    with pytest.raises(StoreError, match="Cannot open the project store"):
+        Store(data)
+
+
+def _write_forever(data_dir, started) -> None:
+    """A writer killed in the middle of its transactions."""
+    store = Store(data_dir)
+    project = store.create_project("victim")
+    started.set()
+    n = 0
+    while True:  # ends when the parent kills this process
+        with store._writing() as db:
+            for _ in range(200):
+                db.execute("INSERT INTO projects VALUES (?, ?, 0)", (f"{project.id}-{n}", "x" * 1000))
+                n += 1
+
+
+def test_a_writer_killed_mid_transaction_leaves_a_readable_store(tmp_path):
+    data = tmp_path / "data"
+    Store(data).create_project("kept")
+    started = multiprocessing.get_context("spawn").Event()
+    writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(data, started))
+    writer.start()
+    assert started.wait(60)
+    time.sleep(0.5)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    store = Store(data)
+    names = [p.name for p in store.projects()]
+    assert "kept" in names and "victim" in names
+    count = sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM projects").fetchone()[0]
+    assert (count - 2) % 200 == 0  # only whole transactions landed
+    assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
