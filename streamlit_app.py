@@ -4,16 +4,24 @@ import streamlit as st
 
 from samdash.config import Settings
 from samdash.ui.image_input import image_picker
+from samdash.ui.image_nav import image_navigator
 from samdash.ui.page import fallback_banner, header
+from samdash.ui.projects import follow_url, project_notice, project_panel, project_store
 from samdash.ui.sidebar import display_panel, model_panel
 from samdash.ui.workspace import workspace_area
 
 st.set_page_config(page_title="samdash · Segment Anything", page_icon="✂️", layout="wide")
-settings = Settings.from_env()
+settings = st.session_state["settings"] = Settings.from_env()
+store = project_store()
+if store is not None:
+    follow_url(store)
 with st.sidebar:
+    project_panel(store)
     model = model_panel(settings)
     display = display_panel()
 header()
 fallback_banner(model, settings)
-image_picker(settings)
+project_notice()
+image_picker(settings, store)
+image_navigator(store)
 workspace_area(model, display)

@@ -112,6 +112,14 @@ def display_copy(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.asarray(small).copy(), scale
 
 
+def thumbnail_jpeg(image: np.ndarray, max_side: int = 160) -> bytes:
+    """A small JPEG of an RGB image, for lists of many images (made once, when the image is added)."""
+    small, _ = display_copy(image, max_side)
+    buffer = io.BytesIO()
+    Image.fromarray(small).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
 def _decode(fp: IO[bytes], name: str, max_pixels: int) -> LoadedImage:
     """Open, size-check, decode and normalise, mapping every failure to ImageError."""
     if fp.read(1) == b"":

@@ -261,23 +261,24 @@ class Store:
             unused = [f for f in files if db.execute("SELECT 1 FROM images WHERE file = ?", (f,)).fetchone() is None]
         for name in unused:
             (self.data_dir / name).unlink(missing_ok=True)
+            self.thumbnail_path(Path(name).stem).unlink(missing_ok=True)
 
     # Images
 
-    def add_image(self, project_id: str, data: bytes, name: str, content_hash: str, size: tuple[int, int]) -> tuple[ImageInfo, bool]:
-        """Add an image file's bytes to a project; the same pixels already there are not added again.
+    def add_image(
+        self, project_id: str, data: bytes, name: str, content_hash: str, size: tuple[int, int], thumbnail: bytes = b""
+    ) -> tuple[ImageInfo, bool]:
+        """Add an image file's bytes (and a small JPEG of it) to a project; the same pixels already there are not
+        added again.
 
         Returns the image and whether it is new. ``size`` is (width, height).
         """
         suffix = Path(name).suffix.lower() or ".img"
         relative = f"images/{content_hash[:2]}/{content_hash}{suffix}"
-        target = self.data_dir / relative
         try:
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
-                partial.write_bytes(data)
-                os.replace(partial, target)
+            self._write_once(self.data_dir / relative, data)
+            if thumbnail:
+                self._write_once(self.thumbnail_path(content_hash), thumbnail)
             with self._writing() as db:
                 existing = db.execute(
                     "SELECT id FROM images WHERE project_id = ? AND content_hash = ?", (project_id, content_hash)
@@ -308,6 +309,19 @@ class Store:
 
     def image_path(self, image: ImageInfo) -> Path:
         return self.data_dir / image.file
+
+    def thumbnail_path(self, content_hash: str) -> Path:
+        return self.data_dir / "thumbnails" / f"{content_hash}.jpg"
+
+    @staticmethod
+    def _write_once(target: Path, data: bytes) -> None:
+        """A file named by its content is written once, whole or not at all."""
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+        partial.write_bytes(data)
+        os.replace(partial, target)
 
     def set_done(self, image_id: int, done: bool) -> None:
         with self._writing() as db:
@@ -416,7 +430,7 @@ class Store:
                     (*meta, saved.image_id),
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"The change is not saved ({exc}); it is kept in this page and saved with the next change.") from exc
+            raise StoreError(f"The project store could not be written ({exc}).") from exc
         saved.revision += 1
         saved.objects = objects
         saved.drawings = drawings

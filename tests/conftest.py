@@ -12,6 +12,12 @@ from tests.loopback import Behaviour, serve
 from tests.tiny_sam import build_tiny_sam
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(monkeypatch, tmp_path) -> None:
+    """Projects a test saves go into its own directory, never the user's."""
+    monkeypatch.setenv("SAMDASH_DATA_DIR", str(tmp_path / "samdash-data"))
+
+
 @pytest.fixture(scope="session")
 def tiny_sam():
     return build_tiny_sam()

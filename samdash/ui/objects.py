@@ -32,6 +32,17 @@ def _thumbnail(base: np.ndarray, segment: Segment, index: int) -> str:
     return cache[key]
 
 
+# Buttons change objects in callbacks, before the run that follows: that run shows and saves the change.
+
+
+def _pick(segment: Segment, index: int) -> None:
+    segment.pick = index
+
+
+def _activate(workspace: Workspace, segment_id: int) -> None:
+    workspace.active_id = segment_id
+
+
 def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str) -> None:
     segment = workspace.active
     if segment is None:
@@ -46,9 +57,14 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
             chosen = index == segment.pick
             st.image(thumb, width="stretch")
             label = f"{'✓ ' if chosen else ''}#{index + 1} · {_score_label(float(segment.candidates.scores[index]))}"
-            if st.button(label, key=f"pick-{workspace.image_hash[:8]}-{segment.id}-{index}", type="primary" if chosen else "secondary", width="stretch"):
-                segment.pick = index
-                st.rerun(scope="fragment")
+            st.button(
+                label,
+                key=f"pick-{workspace.image_hash[:8]}-{segment.id}-{index}",
+                type="primary" if chosen else "secondary",
+                width="stretch",
+                on_click=_pick,
+                args=(segment, index),
+            )
 
 
 def object_list(workspace: Workspace) -> None:
@@ -56,9 +72,7 @@ def object_list(workspace: Workspace) -> None:
         return
     head, clear = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown(f"**Objects ({len(workspace.segments)})**")
-    if clear.button("Clear all", icon=":material/delete_sweep:", width="stretch", key=f"clear-{workspace.image_hash[:8]}"):
-        workspace.clear()
-        st.rerun(scope="fragment")
+    clear.button("Clear all", icon=":material/delete_sweep:", width="stretch", key=f"clear-{workspace.image_hash[:8]}", on_click=workspace.clear)
     for segment in list(workspace.segments):
         key = f"{workspace.image_hash[:8]}-{segment.id}"
         active = segment.id == workspace.active_id
@@ -68,9 +82,10 @@ def object_list(workspace: Workspace) -> None:
         segment.name = name.text_input("Name", segment.name, key=f"name-{key}", label_visibility="collapsed") or segment.name
         facts.markdown(f"{segment.area:,} px · {_score_label(segment.score)}")
         segment.visible = visible.checkbox("Visible", segment.visible, key=f"visible-{key}")
-        if select.button("Active" if active else "Select", key=f"select-{key}", disabled=active, width="stretch"):
-            workspace.active_id = segment.id
-            st.rerun(scope="fragment")
-        if delete.button("Delete", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch"):
-            workspace.remove(segment.id)
-            st.rerun(scope="fragment")
+        select.button(
+            "Active" if active else "Select", key=f"select-{key}", disabled=active, width="stretch", on_click=_activate, args=(workspace, segment.id)
+        )
+        delete.button(
+            "Delete", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch",
+            on_click=workspace.remove, args=(segment.id,),
+        )

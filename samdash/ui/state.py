@@ -1,4 +1,4 @@
-"""Per-user state: the current image, its objects and the session's display caches, in one object.
+"""Per-user state: the current project and image, its objects and the session's display caches, in one object.
 
 Everything heavy a browser session holds lives in one ``SessionData``, so
 that when the session ends all of it can be let go at once
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -17,6 +18,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from samdash.drawings import Workspace
 from samdash.engine import Embedding
 from samdash.imaging import LoadedImage
+from samdash.store import SavedImage
 
 SESSION_KEY = "samdash"
 
@@ -25,6 +27,11 @@ SESSION_KEY = "samdash"
 class SessionData:
     image: LoadedImage | None = None
     workspace: Workspace | None = None
+    project_id: str | None = None
+    # The current image in the project store, and what was last saved of it; None while nothing is saved.
+    saved: SavedImage | None = None
+    # The file behind an image not saved yet (a bundled sample): stored with the first object made on it.
+    unsaved_file: Path | None = None
     # This session's encode under way: (cache key, future).
     encode: tuple[tuple[str, str], Future[Embedding]] | None = None
     _caches: dict[str, dict[Any, Any]] = field(default_factory=dict)
@@ -36,7 +43,7 @@ class SessionData:
     def clear(self) -> None:
         if self.encode is not None:
             self.encode[1].cancel()
-        self.image = self.workspace = self.encode = None
+        self.image = self.workspace = self.encode = self.saved = None
         self._caches.clear()
 
 
@@ -59,13 +66,10 @@ def current_image() -> LoadedImage | None:
     return session().image
 
 
-def set_image(image: LoadedImage) -> None:
-    session().image = image
-
-
-def workspace_for(image: LoadedImage) -> Workspace:
-    """The workspace of this image; a different image starts a new, empty one."""
+def show(image: LoadedImage, workspace: Workspace | None = None, saved: SavedImage | None = None, file: Path | None = None) -> None:
+    """Make ``image`` the current one, with its objects as saved (or none) and what was saved of them."""
     data = session()
-    if data.workspace is None or data.workspace.image_hash != image.content_hash:
-        data.workspace = Workspace(image.content_hash)
-    return data.workspace
+    data.image = image
+    data.workspace = workspace or Workspace(image.content_hash)
+    data.saved = saved
+    data.unsaved_file = file if saved is None else None

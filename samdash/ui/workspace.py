@@ -42,7 +42,9 @@ from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.sidebar import DisplayOptions, ModelState
-from samdash.ui.state import current_image, session, workspace_for
+from samdash.ui.autosave import autosave, catch_up
+from samdash.ui.projects import project_store
+from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
 
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -149,10 +151,15 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
 def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     # The image is read here, not passed in: a fragment rerun keeps the arguments of the last full run,
     # and a drawing sent while a new image loads must not bring the previous image back.
+    store = project_store()
+    catch_up(store)
+    # A change made by a button of the last run (which reruns at once) is saved here.
+    save_status = st.container(key="save-status")
+    autosave(store, save_status)
     image = current_image()
     if image is None:
         return
-    workspace = workspace_for(image)
+    workspace = session().workspace
     segmenter = model.segmenter
     embedding = None
     # The encoder's status and an encoding error appear in this slot; the rest of the area keeps its places.
@@ -186,3 +193,4 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     everything_panel(workspace, segmenter, embedding, image)
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
+    autosave(store, save_status)

@@ -60,10 +60,11 @@ class Served:
 
 @contextmanager
 def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[Served]:
-    """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards."""
+    """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards; projects go into a data directory of
+    its own next to the log unless ``env_overrides`` names one."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMDASH_")}
-    env.update(SAMDASH_DEVICE="cpu", **env_overrides)
+    env.update(SAMDASH_DEVICE="cpu", SAMDASH_DATA_DIR=str(log_path.parent / "data"), **env_overrides)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [

@@ -1,0 +1,60 @@
+"""Autosave: every change to the current image's objects is written in the run that made it.
+
+Nothing to press. A write that fails leaves the work in the page, says that
+it is not saved, and is tried again with the next change; what was saved
+before stays as it was (each save is one transaction).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from samdash.errors import SamdashError
+from samdash.store import Conflict, Store, StoreError
+from samdash.ui.projects import add_to_project, open_image
+from samdash.ui.state import session
+
+
+def catch_up(store: Store | None) -> None:
+    """Show the image as saved when another session (a second tab, a teammate) changed it since."""
+    data = session()
+    if store is None or data.saved is None:
+        return
+    if store.revision(data.saved.image_id) != data.saved.revision:
+        _reload(store, "This image was changed in another tab or by a teammate: showing its latest objects.")
+
+
+def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> None:
+    """Write what changed on the current image; the first object made on an unsaved sample starts a project."""
+    data = session()
+    workspace, image = data.workspace, data.image
+    if store is None or workspace is None or image is None:
+        return
+    try:
+        if data.saved is None:
+            if not workspace.segments or data.unsaved_file is None:
+                return
+            info, _ = add_to_project(store, image, data.unsaved_file.read_bytes())
+            data.saved = store.load_workspace(info)[1]
+            data.unsaved_file = None
+            st.query_params.from_dict({"project": info.project_id, "image": "1"})
+        store.save_workspace(workspace, data.saved)
+    except Conflict:
+        _reload(store, "This image was changed elsewhere before your last change could be saved: it shows the saved objects now.")
+    except (StoreError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, SamdashError) else f"The data directory could not be written ({exc})."
+        slot.error(
+            f"**Your last change is not saved.** {reason} It is kept in this page and saved with the next change.",
+            icon=":material/sync_problem:",
+        )
+
+
+def _reload(store: Store, message: str) -> None:
+    data = session()
+    info = store.image(data.saved.image_id)
+    if info is None:
+        st.toast("This image was removed from its project elsewhere.", icon=":material/info:")
+        data.saved = None
+        return
+    open_image(store, info)
+    st.toast(message, icon=":material/sync:")

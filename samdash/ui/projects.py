@@ -1,0 +1,155 @@
+"""Projects on the page: the store, the URL (``?project=<id>&image=<n>``), and the picker in the sidebar.
+
+The store is the record of the analyst's work; the session only holds what
+is on screen, and can always be rebuilt from the store and the URL (a
+reload, a restarted server, a teammate opening the same link).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from samdash.config import Settings
+from samdash.errors import SamdashError
+from samdash.imaging import LoadedImage, load_image, thumbnail_jpeg
+from samdash.store import ImageInfo, ProjectInfo, Store, StoreError
+from samdash.ui.feedback import explain
+from samdash.ui.state import session, show
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(data_dir: str) -> Store:
+    return Store(Path(data_dir))
+
+
+def project_store() -> Store | None:
+    """The store of the configured data directory; None (with the reason on the page) when it cannot be used."""
+    settings: Settings = st.session_state["settings"]  # the page's settings, put there by every run
+    try:
+        return _open_store(str(settings.data_dir))
+    except StoreError as exc:
+        st.error(f"{exc} Work on this page is not saved.", icon="⚠️")
+        return None
+
+
+def open_image(store: Store, info: ImageInfo) -> None:
+    """Show a stored image with its objects as saved, and put it in the URL."""
+    settings: Settings = st.session_state["settings"]
+    image = load_image(store.image_path(info).read_bytes(), name=info.name, max_pixels=settings.max_image_pixels)
+    workspace, saved = store.load_workspace(info)
+    data = session()
+    data.project_id = info.project_id
+    show(image, workspace, saved)
+    st.query_params.from_dict({"project": info.project_id, "image": str(_number(store, info))})
+
+
+def _number(store: Store, info: ImageInfo) -> int:
+    """The image's place in its project, from 1, as the URL names it."""
+    return next(n for n, other in enumerate(store.images(info.project_id), start=1) if other.id == info.id)
+
+
+def open_project(store: Store, project_id: str, number: int = 1) -> None:
+    """Open a project at its ``number``-th image (the first one when there is no such image)."""
+    images = store.images(project_id)
+    data = session()
+    data.project_id = project_id
+    if images:
+        open_image(store, images[min(max(number, 1), len(images)) - 1])
+    else:
+        st.query_params.from_dict({"project": project_id})
+
+
+def new_project(store: Store, name: str | None = None) -> ProjectInfo:
+    project = store.create_project(name or time.strftime("Project %d %b %Y %H:%M"))
+    session().project_id = project.id
+    st.query_params.from_dict({"project": project.id})
+    return project
+
+
+def add_to_project(store: Store, image: LoadedImage, data: bytes) -> tuple[ImageInfo, bool]:
+    """Add an image to the current project (started now if there is none); whether it is new there."""
+    project_id = session().project_id or new_project(store).id
+    return store.add_image(project_id, data, image.name, image.content_hash, (image.width, image.height), thumbnail_jpeg(image.rgb))
+
+
+def follow_url(store: Store) -> None:
+    """Open what the URL names, when it is not what the session shows (a reload, a shared link)."""
+    project_id = st.query_params.get("project")
+    if not project_id:
+        return
+    data = session()
+    try:
+        number = int(st.query_params.get("image", "1"))
+    except ValueError:
+        number = 1
+    current = store.image(data.saved.image_id) if data.saved is not None else None
+    if project_id == data.project_id and (current is None or _number(store, current) == number):
+        return
+    if store.project(project_id) is None:
+        st.query_params.clear()
+        st.session_state["project_notice"] = (
+            f"There is no project “{project_id}” here (it may have been deleted). Pick one in the sidebar, or start a new one."
+        )
+        return
+    try:
+        open_project(store, project_id, number)
+    except (SamdashError, OSError) as exc:
+        st.session_state["project_notice"] = explain(exc, "opening the project")
+
+
+def _open_picked() -> None:
+    store = project_store()
+    picked = st.session_state.get("project_pick")
+    if store is not None and picked:
+        open_project(store, picked)
+
+
+def project_panel(store: Store | None) -> None:
+    """Sidebar: which project, and new / rename / delete."""
+    st.subheader("Project")
+    if store is None:
+        st.caption("Projects are unavailable: see the message on the page.")
+        return
+    projects = {p.id: p for p in store.projects()}
+    data = session()
+    st.session_state["project_pick"] = data.project_id if data.project_id in projects else None
+    st.selectbox(
+        "Project",
+        list(projects),
+        format_func=lambda pid: f"{projects[pid].name} ({projects[pid].images} images)",
+        key="project_pick",
+        on_change=_open_picked,
+        placeholder="Not saved yet: your first object starts one",
+        label_visibility="collapsed",
+    )
+    new, rename, delete = st.columns(3)
+    if new.button("New", icon=":material/add:", width="stretch", help="Start an empty project"):
+        new_project(store)
+        data.clear()
+        st.rerun()
+    current = projects.get(data.project_id)
+    if current is None:
+        return
+    with rename.popover("Rename", width="stretch"):
+        name = st.text_input("New name", current.name, key=f"rename-{current.id}")
+        if st.button("Rename", key="rename-apply", type="primary") and name.strip():
+            store.rename_project(current.id, name)
+            st.rerun()
+    with delete.popover("Delete", width="stretch"):
+        st.markdown(f"Delete **{current.name}**, its {current.images} images and every object on them? This cannot be undone.")
+        if st.button("Delete for good", key="delete-project", type="primary", icon=":material/delete_forever:"):
+            store.delete_project(current.id)
+            data.clear()
+            data.project_id = None
+            st.query_params.clear()
+            st.rerun()
+
+
+def project_notice() -> None:
+    """Why the URL's project could not be opened; in a slot that is always there (the page keeps its layout)."""
+    slot = st.container(key="project-notice")
+    if notice := st.session_state.pop("project_notice", None):
+        slot.warning(notice, icon=":material/folder_off:")

@@ -1,0 +1,132 @@
+"""Projects on the page (AppTest): autosave, the URL, moving through images, two sessions, a failed save."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from samdash.imaging import LoadedImage, thumbnail_jpeg
+from samdash.store import Store
+from tests.page_driver import APP, RECT, draw
+
+
+def _page(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture
+def env(monkeypatch, tiny_checkpoint, tmp_path) -> Path:
+    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
+    return Path(os.environ["SAMDASH_DATA_DIR"])
+
+
+def _png(seed: int, size=(320, 240)) -> tuple[bytes, LoadedImage]:
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    rgb[60:180, 80:240] = (200, 40, 40)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue(), LoadedImage.from_array(rgb, f"image-{seed}.png")
+
+
+def _project_with_images(data_dir: Path, count: int) -> tuple[Store, str]:
+    store = Store(data_dir)
+    project = store.create_project("Survey")
+    for seed in range(count):
+        data, image = _png(seed)
+        store.add_image(project.id, data, image.name, image.content_hash, (image.width, image.height), thumbnail_jpeg(image.rgb))
+    return store, project.id
+
+
+def _segments(at: AppTest):
+    return at.session_state["samdash"].workspace.segments
+
+
+def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(env):
+    at = _page()
+    assert "project" not in at.query_params  # looking costs nothing: no project until something is made
+    draw(at, RECT)
+    project, image = at.query_params["project"], at.query_params["image"]
+    assert image == "1"
+    [made] = _segments(at)
+    again = _page({"project": project, "image": image})  # a reload: a new session with the same URL
+    [shown] = _segments(again)
+    assert (shown.id, shown.name, shown.compact_mask.counts) == (made.id, made.name, made.compact_mask.counts)
+    assert again.session_state["samdash"].image.content_hash == at.session_state["samdash"].image.content_hash
+
+
+def test_every_kind_of_change_is_saved_as_it_is_made(env):
+    at = _page()
+    draw(at, RECT)
+    key = next(w.key for w in at.text_input if w.key and w.key.startswith("name-"))
+    at.text_input(key=key).input("cat").run()
+    at.checkbox(key=next(w.key for w in at.checkbox if w.key and w.key.startswith("visible-"))).uncheck().run()
+    next(b for b in at.button if b.label.startswith("#") and "✓" not in b.label).click().run()
+    made = _segments(at)[0]
+    store = Store(env)
+    [info] = store.images(at.query_params["project"])
+    [saved] = store.load_workspace(info)[0].segments
+    assert (saved.name, saved.visible, saved.pick) == ("cat", False, made.pick)
+    assert saved.compact_mask.counts == made.compact_mask.counts
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert store.load_workspace(store.image(info.id))[0].segments == []
+
+
+def test_the_url_opens_a_project_at_an_image_and_next_moves_on(env):
+    store, project = _project_with_images(env, 3)
+    at = _page({"project": project, "image": "2"})
+    assert at.session_state["samdash"].image.name == "image-1.png"
+    next(b for b in at.button if b.key == "image-next").click().run()
+    assert at.query_params["image"] == "3" and at.session_state["samdash"].image.name == "image-2.png"
+    at.checkbox(key=next(w.key for w in at.checkbox if w.key and w.key.startswith("done-"))).check().run()
+    assert [i.done for i in store.images(project)] == [False, False, True]
+    next(b for b in at.button if b.key == "image-prev").click().run()
+    assert at.query_params["image"] == "2"
+
+
+def test_an_unknown_project_is_explained_not_a_traceback(env):
+    at = _page({"project": "no-such-project"})
+    assert any("no project" in w.value for w in at.warning)
+    assert at.session_state["samdash"].image is not None  # the sample, to start again
+
+
+def test_a_change_in_another_session_shows_on_the_next_run(env):
+    store, project = _project_with_images(env, 1)
+    first = _page({"project": project, "image": "1"})
+    second = _page({"project": project, "image": "1"})
+    draw(first, RECT)
+    second.run()
+    assert [s.compact_mask.counts for s in _segments(second)] == [s.compact_mask.counts for s in _segments(first)]
+
+
+def test_a_save_that_fails_says_so_and_keeps_the_work(env, monkeypatch):
+    store, project = _project_with_images(env, 1)
+    monkeypatch.setattr("samdash.store.BUSY_TIMEOUT_S", 0.2)
+    at = _page({"project": project, "image": "1"})
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        draw(at, RECT)
+        assert len(_segments(at)) == 1
+        assert any("not saved" in e.value for e in at.error)
+    finally:
+        locker.execute("ROLLBACK")
+    at.run()  # the next run saves what was kept
+    assert not any("not saved" in e.value for e in at.error)
+    assert len(store.load_workspace(store.images(project)[0])[0].segments) == 1
