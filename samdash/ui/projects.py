@@ -125,7 +125,7 @@ def project_panel(store: Store | None) -> None:
         placeholder="Not saved yet: your first object starts one",
         label_visibility="collapsed",
     )
-    new, rename, delete = st.columns(3)
+    new, manage = st.columns(2)
     if new.button("New", icon=":material/add:", width="stretch", help="Start an empty project"):
         new_project(store)
         data.clear()
@@ -133,12 +133,12 @@ def project_panel(store: Store | None) -> None:
     current = projects.get(data.project_id)
     if current is None:
         return
-    with rename.popover("Rename", width="stretch"):
-        name = st.text_input("New name", current.name, key=f"rename-{current.id}")
-        if st.button("Rename", key="rename-apply", type="primary") and name.strip():
+    with manage.popover("Manage", width="stretch"):
+        name = st.text_input("Name", current.name, key=f"rename-{current.id}")
+        if st.button("Rename", key="rename-apply") and name.strip():
             store.rename_project(current.id, name)
             st.rerun()
-    with delete.popover("Delete", width="stretch"):
+        st.divider()
         st.markdown(f"Delete **{current.name}**, its {current.images} images and every object on them? This cannot be undone.")
         if st.button("Delete for good", key="delete-project", type="primary", icon=":material/delete_forever:"):
             store.delete_project(current.id)

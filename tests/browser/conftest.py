@@ -56,15 +56,16 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60) -> 
 class Served:
     url: str
     pid: int
+    port: int
 
 
 @contextmanager
-def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[Served]:
+def serve_app(env_overrides: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[Served]:
     """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards; projects go into a data directory of
     its own next to the log unless ``env_overrides`` names one."""
-    port = _free_port()
+    port = port or _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMDASH_")}
-    env.update(SAMDASH_DEVICE="cpu", SAMDASH_DATA_DIR=str(log_path.parent / "data"), **env_overrides)
+    env.update({"SAMDASH_DEVICE": "cpu", "SAMDASH_DATA_DIR": str(log_path.parent / "data"), **env_overrides})
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [
@@ -78,7 +79,7 @@ def serve_app(env_overrides: dict[str, str], log_path: Path) -> Iterator[Served]
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(url, process)
-            yield Served(url, process.pid)
+            yield Served(url, process.pid, port)
         finally:
             process.terminate()
             process.wait(timeout=20)

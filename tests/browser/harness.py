@@ -14,9 +14,13 @@ RESULT_IMAGE = ".st-key-result [data-testid=stImage] img"
 
 
 def upload(page: Page, name: str, data: bytes) -> None:
-    mime = "image/png" if name.endswith(".png") else "image/jpeg"
+    upload_all(page, {name: data})
+
+
+def upload_all(page: Page, files: dict[str, bytes]) -> None:
+    """Choose several files in one go, as from a file dialog."""
     page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files(
-        {"name": name, "mimeType": mime, "buffer": data}
+        [{"name": name, "mimeType": "image/png" if name.endswith(".png") else "image/jpeg", "buffer": data} for name, data in files.items()]
     )
 
 
@@ -39,6 +43,13 @@ def wait_for_canvas(page: Page, settle: float = 1.5, timeout: float = 60) -> dic
             return box
         time.sleep(0.2)
     raise TimeoutError("the canvas kept changing size")
+
+
+def wait_for_run(page: Page, timeout: float = 60) -> None:
+    """Wait until the page's run is over: while Streamlit reruns, it marks the elements of the last run stale."""
+    for _ in range(2):  # a run may start right after another ends (the canvas reports its fit)
+        page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=timeout * 1000)
+        page.wait_for_timeout(400)
 
 
 def to_page(page: Page, xy: tuple[float, float], image_size: tuple[int, int]) -> tuple[float, float]:

@@ -1,0 +1,88 @@
+"""Projects in a real browser: several uploads at once, work that survives a reload and a killed server."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import open_page, serve_app
+from tests.browser.harness import draw_box, upload_all, wait_for_canvas, wait_for_objects, wait_for_run
+
+pytestmark = pytest.mark.browser
+
+
+def _png(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(110, 150, size=(400, 600, 3), dtype=np.uint8)
+    cv2.circle(image, (200 + 40 * seed, 200), 90, (220, 40, 40), -1)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _where(page) -> tuple[str, str]:
+    query = parse_qs(urlparse(page.url).query)
+    return query["project"][0], query["image"][0]
+
+
+def _label_map(page) -> bytes:
+    """The "Label map (PNG)" download of the image shown: every object's mask, as the analyst exports it."""
+    wait_for_run(page)  # a button of a run that is being replaced may no longer have its file on the server
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Label map (PNG)").click()
+    return open(download.value.path(), "rb").read()
+
+
+def _go(page, button: str) -> None:
+    page.get_by_role("button", name=button).click()
+    page.get_by_text(f"Image {'2' if button == 'Next' else '1'} of 3", exact=False).wait_for(timeout=30_000)
+    wait_for_run(page)  # the canvas of the image before is still there until the run has replaced it
+    wait_for_canvas(page)
+
+
+def test_work_survives_a_reload_and_a_killed_server(browser, tiny_checkpoint, tmp_path, artifacts):
+    env = {"SAMDASH_CHECKPOINT": str(tiny_checkpoint), "SAMDASH_MODEL_DIR": str(tmp_path / "models"),
+           "SAMDASH_DATA_DIR": str(tmp_path / "data")}
+    with serve_app(env, tmp_path / "first.log") as served, open_page(browser, served.url) as page:
+        wait_for_canvas(page)
+        upload_all(page, {"one.png": _png(0), "two.png": _png(1), "three.png": _png(2)})
+        page.get_by_text("Image 1 of 3", exact=False).wait_for(timeout=60_000)
+        wait_for_run(page)
+        wait_for_canvas(page)
+        draw_box(page, (90, 90), (330, 310), image_size=(600, 400))
+        wait_for_objects(page, 1)
+        _go(page, "Next")
+        draw_box(page, (130, 90), (370, 310), image_size=(600, 400))
+        wait_for_objects(page, 1)
+        draw_box(page, (20, 20), (120, 120), image_size=(600, 400))
+        wait_for_objects(page, 2)
+        project, image = _where(page)
+        assert image == "2"
+        exported = _label_map(page)
+        page.screenshot(path=artifacts / "project-before-reload.png", full_page=True)
+
+        page.reload()
+        wait_for_objects(page, 2, timeout=60)
+        wait_for_canvas(page)  # the page's runs after loading are over: a download is not cut short by one
+        assert _where(page) == (project, "2")
+        assert _label_map(page) == exported
+        os.kill(served.pid, signal.SIGKILL)  # no chance to write anything on the way out
+        port = served.port
+
+    with serve_app(env, tmp_path / "second.log", port=port) as served, open_page(
+        browser, f"{served.url}/?project={project}&image=2"
+    ) as page:
+        wait_for_objects(page, 2, timeout=60)
+        wait_for_canvas(page)
+        assert _label_map(page) == exported
+        page.get_by_role("button", name="Previous").click()
+        page.get_by_text("Image 1 of 3", exact=False).wait_for(timeout=30_000)
+        wait_for_objects(page, 1, timeout=60)
+        page.screenshot(path=artifacts / "project-after-restart.png", full_page=True)
