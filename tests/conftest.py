@@ -12,6 +12,14 @@ from tests.loopback import Behaviour, serve
 from tests.tiny_sam import build_tiny_sam
 
 
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch, tmp_path_factory) -> Path:
+    """Each test's own data directory: no test reads another's stored embeddings or writes into the user's."""
+    path = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("SAMDASH_DATA_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_sam():
     return build_tiny_sam()
