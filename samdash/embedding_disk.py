@@ -44,7 +44,7 @@ class DiskEmbeddings:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
 
-    def path(self, key: tuple[str, str]) -> Path:
+    def _path(self, key: tuple[str, str]) -> Path:
         digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:32]
         return self.directory / f"{digest}{_SUFFIX}"
 
@@ -52,7 +52,7 @@ class DiskEmbeddings:
         """The stored embedding, its features a float32 NumPy array as the encoder made them; None when missing."""
         if self.max_bytes <= 0:
             return None
-        path = self.path(key)
+        path = self._path(key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -79,7 +79,7 @@ class DiskEmbeddings:
         features = np.ascontiguousarray(embedding.features)
         if self.max_bytes <= 0 or features.nbytes > self.max_bytes:
             return
-        path = self.path(embedding.key)
+        path = self._path(embedding.key)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle = tempfile.NamedTemporaryFile(dir=self.directory, prefix=f".{path.stem}.", suffix=_TEMP_SUFFIX, delete=False)

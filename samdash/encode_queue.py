@@ -43,7 +43,7 @@ class _Job:
 
 
 class EncodeQueue:
-    """Jobs by key, run by one thread (started when there is work, gone when there is none) in priority order."""
+    """Jobs by key, run in priority order by one thread, started when there is work and gone when there is none."""
 
     def __init__(self) -> None:
         self._jobs: dict[Hashable, _Job] = {}  # queued and running
@@ -63,7 +63,7 @@ class EncodeQueue:
             elif priority < job.priority:
                 job.priority = priority
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="samdash-encode", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="samdash-encode")
                 self._thread.start()
             return job.future
 
@@ -87,8 +87,15 @@ class EncodeQueue:
             self._jobs.pop(key).future.cancel()
 
     def _next(self) -> tuple[Hashable, _Job] | None:
-        """The most urgent waiting job, marked running; None (and the thread is let go) when there is none."""
+        """The most urgent waiting job, marked running; None (and the thread is let go) when there is none.
+
+        Once the process is exiting nothing more starts: it waits for the encode under way, not for the queue.
+        """
         with self._lock:
+            if not threading.main_thread().is_alive():
+                for job in self._jobs.values():
+                    job.future.cancel()
+                self._jobs.clear()
             for key in [key for key, job in self._jobs.items() if job.future.cancelled()]:
                 del self._jobs[key]  # cancelled while it waited: its function (and what it holds) goes now
             while True:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,6 +122,23 @@ def test_queued_encode_ahead_is_bounded_oldest_dropped(queue, hold):
     assert queue.ahead() == list(range(2, MAX_AHEAD + 2))
 
 
+_EXITING = """
+import time
+from samdash.encode_queue import AHEAD, URGENT, EncodeQueue
+queue = EncodeQueue()
+queue.submit(URGENT, "opened", lambda: (time.sleep(1), print("opened encoded", flush=True)))
+for i in range(3):
+    queue.submit(AHEAD, i, lambda i=i: (time.sleep(30), print("next", i, "encoded", flush=True)))
+time.sleep(0.2)
+"""
+
+
+def test_an_exiting_process_finishes_the_encode_under_way_and_starts_no_other():
+    done = subprocess.run([sys.executable, "-c", _EXITING], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["opened encoded"]
+
+
 def _image(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
 
@@ -153,3 +172,4 @@ def test_encode_ahead_for_other_images_drops_what_was_queued_before(tiny_sam, qu
     assert [f.cancelled() for f in first] == [True, True, False]
     assert second[0] is first[2]  # still wanted: kept, not queued twice
     assert queue.ahead() == [("tiny", "c"), ("tiny", "d")]
+    assert all(queue.cancel(key) for key in queue.ahead()) and queue.ahead() == []
