@@ -3,8 +3,9 @@
 SAM splits into a heavy image encoder (seconds on a CPU) and a light prompt
 decoder (tens of milliseconds). Embeddings are therefore cached per
 (model, image content) in a byte-bounded LRU shared by every session of the
-process, and prompts are decoded without touching shared mutable state, so
-Streamlit's session threads can call one engine at once.
+process, and SAM's on disk too (``samdash.embedding_disk``), so a restarted
+process does not encode again. Prompts are decoded without touching shared
+mutable state, so Streamlit's session threads can call one engine at once.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -25,6 +26,9 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from samdash.lru import ByteLRU
 from samdash.prompts import Prompt
+
+if TYPE_CHECKING:
+    from samdash.embedding_disk import DiskEmbeddings
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,12 +194,22 @@ class Segmenter(Protocol):
 
     def embed(self, image: np.ndarray, content_hash: str) -> Embedding: ...
 
+    def stored(self, content_hash: str) -> Embedding | None:
+        """The image's embedding kept beyond the memory cache (on disk), read back; None when there is none."""
+
     def predict(self, embedding: Embedding, prompt: Prompt) -> Candidates: ...
 
 
 def cached_embedding(segmenter: Segmenter, content_hash: str) -> Embedding | None:
-    """The image's embedding when it is already computed, without queueing behind another image's encode."""
-    return segmenter.cache.get((segmenter.cache_id, content_hash))
+    """The image's embedding when it is already computed, in memory or on disk, without queueing behind
+    another image's encode; one read from disk joins the memory cache."""
+    key = (segmenter.cache_id, content_hash)
+    embedding = segmenter.cache.get(key)
+    if embedding is None:
+        embedding = segmenter.stored(content_hash)
+        if embedding is not None:
+            segmenter.cache.put(key, embedding)
+    return embedding
 
 
 class EmbeddingCache(ByteLRU[tuple[str, str], "Embedding"]):
@@ -213,7 +227,8 @@ class SamEngine:
 
     ``encoder`` may replace the model's own image encoder with a faster
     backend that computes the same function (see ``samdash.backends``);
-    ``cache_id`` tells checkpoints apart in the shared embedding cache.
+    ``cache_id`` tells checkpoints apart in the shared embedding cache and
+    on ``disk``, where every embedding encoded is kept and looked for first.
     """
 
     is_fallback = False
@@ -225,11 +240,13 @@ class SamEngine:
         cache: EmbeddingCache,
         encoder: ImageEncoder | None = None,
         cache_id: str | None = None,
+        disk: DiskEmbeddings | None = None,
     ) -> None:
         self.model = model
         self.name = name
         self.cache_id = cache_id or name
         self.cache = cache
+        self.disk = disk
         self.encoder_calls = 0
         self._encoder = encoder or model.image_encoder
         self._transform = ResizeLongestSide(model.image_encoder.img_size)
@@ -239,7 +256,15 @@ class SamEngine:
 
     def embed(self, image: np.ndarray, content_hash: str) -> Embedding:
         key = (self.cache_id, content_hash)
-        return self.cache.get_or_compute(key, lambda: self._encode(image, key))
+        return self.cache.get_or_compute(key, lambda: self.stored(content_hash) or self._encode(image, key))
+
+    def stored(self, content_hash: str) -> Embedding | None:
+        if self.disk is None:
+            return None
+        embedding = self.disk.load((self.cache_id, content_hash))
+        if embedding is None:
+            return None
+        return replace(embedding, features=torch.from_numpy(embedding.features).to(self._device))
 
     @torch.inference_mode()
     def _encode(self, image: np.ndarray, key: tuple[str, str]) -> Embedding:
@@ -250,7 +275,7 @@ class SamEngine:
             features = self._encoder(self.model.preprocess(tensor))
             self.encoder_calls += 1
             seconds = time.perf_counter() - start
-        return Embedding(
+        embedding = Embedding(
             key=key,
             original_size=tuple(image.shape[:2]),
             input_size=tuple(tensor.shape[-2:]),
@@ -258,6 +283,9 @@ class SamEngine:
             nbytes=features.element_size() * features.nelement(),
             encode_seconds=seconds,
         )
+        if self.disk is not None:
+            self.disk.save(replace(embedding, features=features.cpu().numpy()))
+        return embedding
 
     @torch.inference_mode()
     def predict(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Candidates:

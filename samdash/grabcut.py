@@ -50,6 +50,10 @@ class GrabCutEngine:
         key = (self.cache_id, content_hash)
         return self.cache.get_or_compute(key, lambda: self._encode(image, key))
 
+    def stored(self, content_hash: str) -> Embedding | None:
+        """None: a working copy is made in milliseconds, not worth a disk."""
+        return None
+
     def _encode(self, image: np.ndarray, key: tuple[str, str]) -> Embedding:
         start = time.perf_counter()
         height, width = image.shape[:2]

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from samdash.backends import make_encoder
 from samdash.config import Settings
+from samdash.embedding_disk import DiskEmbeddings
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.models import load_model, select_device
 
 
 def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache) -> SamEngine:
-    """Load a checkpoint (raising ``CheckpointError`` when it is missing or broken) and wrap it in an engine."""
+    """Load a checkpoint (raising ``CheckpointError`` when it is missing or broken) and wrap it in an engine
+    that keeps its embeddings on disk under the data directory."""
     device = select_device(settings.device)
     loaded = load_model(model_type, settings, device)
+    checkpoint = loaded.checkpoint.resolve()
+    stat = checkpoint.stat()
     return SamEngine(
         loaded.model,
         name=loaded.name,
         cache=cache,
         encoder=make_encoder(loaded.model, settings.encoder_backend),
-        cache_id=f"{loaded.model_type}:{loaded.checkpoint.resolve()}",
+        # A file replaced at the same path is another model: its embeddings on disk must not be taken for this one's.
+        cache_id=f"{loaded.model_type}:{checkpoint}:{stat.st_size}:{stat.st_mtime_ns}",
+        disk=DiskEmbeddings(settings.data_dir / "embeddings", settings.embedding_disk_mb << 20),
     )

@@ -13,9 +13,11 @@ from tests.tiny_sam import build_tiny_sam
 
 
 @pytest.fixture(autouse=True)
-def _own_data_dir(monkeypatch, tmp_path) -> None:
-    """Projects a test saves go into its own directory, never the user's."""
-    monkeypatch.setenv("SAMDASH_DATA_DIR", str(tmp_path / "samdash-data"))
+def data_dir(monkeypatch, tmp_path_factory) -> Path:
+    """Each test's own data directory: no test reads another's stored embeddings or writes into the user's."""
+    path = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("SAMDASH_DATA_DIR", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from samdash import models
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
+from samdash.encode_queue import URGENT, shared
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
@@ -139,9 +140,8 @@ def test_a_refused_drawing_is_not_retried_on_every_rerun(app):
 
 def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
     # The page's module as the app imported it (importing it outside a running app fails).
-    area = importlib.import_module("samdash.ui.workspace")
     release = threading.Event()
-    area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
+    shared.submit(URGENT, object(), lambda: release.wait(300))  # another session's image holds the encoder
     try:
         workspace = app.session_state["samdash"].workspace
         drawing = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
@@ -153,9 +153,8 @@ def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
 
 
 def test_leaving_an_image_before_its_encode_starts_cancels_that_encode(app):
-    area = importlib.import_module("samdash.ui.workspace")
     release = threading.Event()
-    area._encoder_pool.submit(release.wait, 300)  # another session's image holds the encoder
+    shared.submit(URGENT, object(), lambda: release.wait(300))  # another session's image holds the encoder
     try:
         app.selectbox(key="sample").select("Coffee cup")
         with pytest.raises(RuntimeError, match="timed out"):
@@ -191,8 +190,7 @@ def _find(node, key: str):
 def test_the_working_area_keeps_its_layout_while_an_image_is_encoded(app):
     """What comes and goes (the encoder's status) has a slot of its own: everything else stays at its place,
     or a browser holding one run's layout fails on the next run's messages, and a moved canvas loses its drawing."""
-    area = importlib.import_module("samdash.ui.workspace")
-    area._encoder_pool.submit(time.sleep, 1.5)  # another session's image holds the encoder for a while
+    shared.submit(URGENT, object(), lambda: time.sleep(1.5))  # another session's image holds the encoder a while
     app.selectbox(key="sample").select("Coffee cup").run(timeout=60)
     assert not app.exception
     waiting = _layout(app.main)

@@ -25,12 +25,13 @@ that is always there.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 
 import streamlit as st
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.drawings import Workspace
+from samdash.encode_queue import URGENT, shared
 from samdash.engine import Embedding, Segmenter, cached_embedding
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
@@ -55,8 +56,6 @@ MODES = {
     "Include point": "point",
     "Exclude point": "point",
 }
-# Encodes run beside the script thread so the page can show elapsed time; one at a time per process.
-_encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-encode")
 
 
 def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
@@ -71,20 +70,26 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    if earlier is not None and not earlier[1].done():
-        future = earlier[1]  # this session's encode of this image, still under way
-    else:
-        future = _encoder_pool.submit(segmenter.embed, image.rgb, image.content_hash)
+
+    def ask() -> Future[Embedding]:
+        """Encodes run beside the script thread, so the page can show elapsed time; this image goes before
+        encode-ahead, and one already queued (by this session, another one, or ahead of time) is the same encode."""
+        future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
         data.encode = (key, future)
+        return future
+
+    future = ask()
     try:
         return future.result(timeout=0.3)
-    except TimeoutError:
+    except (TimeoutError, CancelledError):
         pass
     waiting = "Waiting for the encoder, busy with another request…"
     encoding = f"Encoding the image with {segmenter.name} (once per image)…"
     with st.status(encoding if future.running() else waiting) as status:
         start, started = time.monotonic(), None
-        while not future.done():
+        while not future.done() or future.cancelled():
+            if future.cancelled():  # another session waiting for this image has left it before its encode began
+                future = ask()
             if started is None and future.running():
                 started = time.monotonic()
             label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
