@@ -25,16 +25,20 @@ that is always there.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 
+import numpy as np
 import streamlit as st
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
+from samdash.config import Settings
 from samdash.drawings import Workspace
-from samdash.encode_queue import URGENT, shared
+from samdash.encode_queue import URGENT, encode_ahead, shared
 from samdash.engine import Embedding, Segmenter, cached_embedding
-from samdash.imaging import LoadedImage
+from samdash.imaging import LoadedImage, load_image
 from samdash.render import draw_layers
+from samdash.store import ImageInfo, Store
 from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
 from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
@@ -42,12 +46,14 @@ from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
-from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.autosave import autosave, catch_up
 from samdash.ui.projects import project_store
+from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
 
+# Images after the current one encoded in the background.
+ENCODE_AHEAD = 2
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
 PROMPT_COLOR = "#00e5ff"
 MODES = {
@@ -199,3 +205,20 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
     autosave(store, save_status)
+    if embedding is not None and store is not None:
+        _encode_next(store, segmenter)
+
+
+def _encode_next(store: Store, segmenter: Segmenter) -> None:
+    """Encode the project's next images while the analyst works on this one, so "Next" finds them ready."""
+    data = session()
+    if data.saved is None or data.project_id is None:
+        return
+    images = store.images(data.project_id)
+    index = next((i for i, info in enumerate(images) if info.id == data.saved.image_id), len(images))
+    settings: Settings = st.session_state["settings"]
+
+    def loader(info: ImageInfo) -> Callable[[], np.ndarray]:
+        return lambda: load_image(store.image_path(info).read_bytes(), info.name, settings.max_image_pixels).rgb
+
+    encode_ahead(segmenter, [(info.content_hash, loader(info)) for info in images[index + 1 : index + 1 + ENCODE_AHEAD]])
