@@ -16,9 +16,29 @@ def circle(x: float, y: float, fill: str) -> dict:
     return {"type": "circle", "left": x - 7, "top": y - 7, "radius": 6, "strokeWidth": 2, "fill": fill}
 
 
+def open_app(query: dict[str, str] | None = None) -> AppTest:
+    """A new session of the page (at ``query``, as a URL gives it), run until its image is encoded."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    settle(at)
+    return at
+
+
+def settle(at: AppTest) -> None:
+    """Once the image's encode is done, run the page again, as the browser does on its own."""
+    assert not at.exception
+    encode = at.session_state["samdash"].encode
+    if encode is not None and not encode[1].done():
+        encode[1].result(timeout=120)
+        at.run()
+        assert not at.exception
+
+
 def draw(at: AppTest, *objects: dict) -> None:
     """Send the whole drawing, as the canvas does after every change."""
     workspace = at.session_state["samdash"].workspace
     at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
     at.run()
-    assert not at.exception
+    settle(at)

@@ -23,7 +23,7 @@ from samdash.engine import EmbeddingCache, SamEngine
 from samdash.errors import CheckpointError
 from samdash.models import CATALOGUE, MOBILE_SAM_PACKAGES, build_model, checkpoint_url, load_model
 from tests.agreement import assert_same_candidates
-from tests.page_driver import APP, RECT, draw
+from tests.page_driver import APP, RECT, draw, settle
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the package's use of deprecated timm paths
@@ -115,7 +115,7 @@ def test_page_uses_mobile_sam_from_the_model_folder(checkpoint, monkeypatch, tmp
     monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    assert not at.exception
+    settle(at)
     assert at.selectbox(key="model_choice").value == "vit_t"
     assert not at.warning  # no fallback banner: MobileSAM is in use
     assert any("with MobileSAM" in caption.value for caption in at.caption)

@@ -14,16 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from samdash.imaging import LoadedImage, thumbnail_jpeg
 from samdash.store import Store
-from tests.page_driver import APP, RECT, draw
-
-
-def _page(query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception
-    return at
+from tests.page_driver import RECT, draw, open_app
 
 
 @pytest.fixture
@@ -59,20 +50,20 @@ def _segments(at: AppTest):
 
 
 def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(env):
-    at = _page()
+    at = open_app()
     assert "project" not in at.query_params  # looking costs nothing: no project until something is made
     draw(at, RECT)
     project, image = at.query_params["project"], at.query_params["image"]
     assert image == "1"
     [made] = _segments(at)
-    again = _page({"project": project, "image": image})  # a reload: a new session with the same URL
+    again = open_app({"project": project, "image": image})  # a reload: a new session with the same URL
     [shown] = _segments(again)
     assert (shown.id, shown.name, shown.compact_mask.counts) == (made.id, made.name, made.compact_mask.counts)
     assert again.session_state["samdash"].image.content_hash == at.session_state["samdash"].image.content_hash
 
 
 def test_every_kind_of_change_is_saved_as_it_is_made(env):
-    at = _page()
+    at = open_app()
     draw(at, RECT)
     key = next(w.key for w in at.text_input if w.key and w.key.startswith("name-"))
     at.text_input(key=key).input("cat").run()
@@ -90,7 +81,7 @@ def test_every_kind_of_change_is_saved_as_it_is_made(env):
 
 def test_the_url_opens_a_project_at_an_image_and_next_moves_on(env):
     store, project = _project_with_images(env, 3)
-    at = _page({"project": project, "image": "2"})
+    at = open_app({"project": project, "image": "2"})
     assert at.session_state["samdash"].image.name == "image-1.png"
     next(b for b in at.button if b.key == "image-next").click().run()
     assert at.query_params["image"] == "3" and at.session_state["samdash"].image.name == "image-2.png"
@@ -101,15 +92,15 @@ def test_the_url_opens_a_project_at_an_image_and_next_moves_on(env):
 
 
 def test_an_unknown_project_is_explained_not_a_traceback(env):
-    at = _page({"project": "no-such-project"})
+    at = open_app({"project": "no-such-project"})
     assert any("no project" in w.value for w in at.warning)
     assert at.session_state["samdash"].image is not None  # the sample, to start again
 
 
 def test_a_change_in_another_session_shows_on_the_next_run(env):
     store, project = _project_with_images(env, 1)
-    first = _page({"project": project, "image": "1"})
-    second = _page({"project": project, "image": "1"})
+    first = open_app({"project": project, "image": "1"})
+    second = open_app({"project": project, "image": "1"})
     draw(first, RECT)
     second.run()
     assert [s.compact_mask.counts for s in _segments(second)] == [s.compact_mask.counts for s in _segments(first)]
@@ -118,7 +109,7 @@ def test_a_change_in_another_session_shows_on_the_next_run(env):
 def test_a_save_that_fails_says_so_and_keeps_the_work(env, monkeypatch):
     store, project = _project_with_images(env, 1)
     monkeypatch.setattr("samdash.store.BUSY_TIMEOUT_S", 0.2)
-    at = _page({"project": project, "image": "1"})
+    at = open_app({"project": project, "image": "1"})
     locker = sqlite3.connect(store.path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
     try:

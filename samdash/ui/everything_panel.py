@@ -57,9 +57,6 @@ def _params() -> EverythingParams:
 def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embedding | None, image: LoadedImage) -> None:
     """Always one expander, whatever it holds (the working area keeps its layout from run to run)."""
     with st.expander("Segment everything", icon=":material/auto_awesome_mosaic:"):
-        if embedding is None:
-            st.info("The image is not encoded yet.", icon=":material/hourglass_empty:")
-            return
         if not isinstance(segmenter, SamEngine):
             st.info(
                 f"Finding every object needs SAM; {segmenter.name} can only cut out what you point at. "
@@ -68,6 +65,9 @@ def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embe
             )
             return
         params = _params()
+        if embedding is None:  # the same elements as when it is ready, so the page keeps its layout
+            st.button("Find all objects", type="primary", icon=":material/auto_awesome:", disabled=True, help="Once the image is encoded")
+            return
         run = st.session_state.get(RUN_KEY)
         if run is not None and run.workspace is not workspace:  # another image since: its run is of no use
             run.cancel.set()

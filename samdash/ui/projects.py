@@ -151,5 +151,7 @@ def project_panel(store: Store | None) -> None:
 def project_notice() -> None:
     """Why the URL's project could not be opened; in a slot that is always there (the page keeps its layout)."""
     slot = st.container(key="project-notice")
-    if notice := st.session_state.pop("project_notice", None):
+    if session().project_id is not None:
+        st.session_state.pop("project_notice", None)  # another project is open now
+    elif notice := st.session_state.get("project_notice"):
         slot.warning(notice, icon=":material/folder_off:")
