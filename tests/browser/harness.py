@@ -101,6 +101,8 @@ def wait_for_result_change(page: Page, before: np.ndarray, timeout: float = 30) 
             now = result_pixels(page) if _result_is_fresh(page) else None
         except Exception:  # noqa: BLE001 - the image is replaced while Streamlit reruns
             now = None
+        if now is not None and now.std() == 0:
+            now = None  # an image element whose picture is not painted yet: blank, not a result
         changed = now is not None and (now.shape != before.shape or np.abs(now.astype(int) - before).mean() > 0.2)
         if changed and previous is not None and previous.shape == now.shape and np.array_equal(previous, now):
             return now
