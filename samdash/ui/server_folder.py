@@ -66,8 +66,10 @@ def server_folder_panel(settings: Settings, store: Store | None) -> None:
             return
         current = store.project(session().project_id) if session().project_id else None
         into = f"into **{current.name}**" if current is not None else f"into a new project **{folder.name}**"
-        st.caption(f"{count} image{'' if count == 1 else 's'}, added {into}." if count else "No images in this folder.")
-        if st.button("Add images", key="server-folder-add", type="primary", icon=":material/add_photo_alternate:",
+        # The whole path, which the selectbox cuts short in a narrow sidebar.
+        files = f"{count} image file{'' if count == 1 else 's'}, added {into}." if count else "No images in this folder."
+        st.caption(f"**{folder_label(folder, roots)}**: {files}")
+        if st.button("Add this folder", key="server-folder-add", type="primary", icon=":material/add_photo_alternate:",
                      width="stretch", disabled=not count):
             _add(store, folder, settings)
     summary = st.session_state.get(SUMMARY_KEY)
