@@ -7,6 +7,7 @@ from samdash.ui.image_input import image_picker
 from samdash.ui.image_nav import image_navigator
 from samdash.ui.page import fallback_banner, header
 from samdash.ui.projects import follow_url, project_notice, project_panel, project_store
+from samdash.ui.server_folder import server_folder_panel
 from samdash.ui.sidebar import display_panel, model_panel
 from samdash.ui.workspace import workspace_area
 
@@ -17,6 +18,7 @@ if store is not None:
     follow_url(store)
 with st.sidebar:
     project_panel(store)
+    server_folder_panel(settings, store)
     model = model_panel(settings)
     display = display_panel()
 header()

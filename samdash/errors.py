@@ -27,3 +27,7 @@ class Cancelled(SamdashError):
 
     def __init__(self, message: str = "Segment everything was cancelled; no objects were added.") -> None:
         super().__init__(message)
+
+
+class FolderError(SamdashError):
+    """A server folder that may not be browsed (outside SAMDASH_IMAGE_ROOTS) or cannot be read."""
