@@ -21,11 +21,12 @@ from samdash.errors import SamdashError
 from samdash.everything import EverythingParams, segment_everything
 from samdash.export import FORMATS, export_all
 from samdash.grabcut import GrabCutEngine
-from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image_file
+from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image_file, thumbnail_jpeg
 from samdash.models import CATALOGUE, DEFAULT_MODEL, download_checkpoint
 from samdash.prompts import INCLUDE, box_prompt, inside, point_prompt
 from samdash.segmenter import sam_engine
 from samdash.segments import Segment, SegmentState
+from samdash.store import ProjectInfo, Store
 
 
 def _numbers(text: str, counts: tuple[int, ...], what: str) -> tuple[float, ...]:
@@ -74,8 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--checkpoint", type=Path, help="a checkpoint file (official or fine-tuned)")
     segment.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
     segment.add_argument("--allow-fallback", action="store_true", help="use GrabCut when no SAM checkpoint is available")
-    segment.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per image)")
+    segment.add_argument("--out", type=Path, help="output folder (one sub-folder per image)")
+    segment.add_argument(
+        "--project",
+        help="also save the images and their objects into this project (an id or a name; a new name starts one), "
+        "to review and refine them in the page",
+    )
     segment.add_argument("--format", type=_formats, default=["png", "coco"], help=f"comma-separated: {','.join(FORMATS)} (default png,coco)")
+
+    commands.add_parser("projects", help="list the projects in SAMDASH_DATA_DIR")
 
     download = commands.add_parser("download", help="download an official SAM checkpoint")
     download.add_argument("--model", choices=sorted(CATALOGUE), default=DEFAULT_MODEL)
@@ -144,11 +152,33 @@ def _open_segmenter(settings: Settings, allow_fallback: bool, err: TextIO) -> Se
         return GrabCutEngine(cache)
 
 
+def _project(store: Store, wanted: str) -> ProjectInfo:
+    """The project with this id or name; a new one with this name when there is none."""
+    projects = store.projects()
+    found = next((p for p in projects if p.id == wanted), None) or next((p for p in projects if p.name == wanted), None)
+    return found or store.create_project(wanted)
+
+
+def _save_to_project(store: Store, project: ProjectInfo, path: Path, image: LoadedImage, segments: list[Segment]) -> None:
+    """The image joins the project (once), and the objects are added after any it has already."""
+    size = (image.width, image.height)
+    info, _ = store.add_image(project.id, path.read_bytes(), path.name, image.content_hash, size, thumbnail_jpeg(image.rgb))
+    workspace, saved = store.load_workspace(info)
+    for segment in segments:
+        workspace.add(Segment.create(workspace.next_id, segment.state))
+    store.save_workspace(workspace, saved)
+
+
 def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not (args.box or args.point or args.everything):
         print("samdash: error: give at least one --box, --point, or --everything", file=err)
         return 2
+    if args.out is None and args.project is None:
+        print("samdash: error: give --out, --project, or both", file=err)
+        return 2
     settings = _settings(args)
+    store = Store(settings.data_dir) if args.project else None
+    project = _project(store, args.project) if store is not None else None
     segmenter = _open_segmenter(settings, args.allow_fallback, err)
     paths = _image_paths(args.images)
     if not paths:
@@ -165,7 +195,9 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if args.everything:
                 params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
                 segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1, err)
-            written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem)
+            written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem) if args.out else []
+            if project is not None:
+                _save_to_project(store, project, path, image, segments)
         except SamdashError as exc:
             failures.append(path.name)
             print(f"samdash: error: {path}: {exc}", file=err)
@@ -174,7 +206,11 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"[{number}/{len(paths)}] {path.name}: {len(segments)} objects, {len(written)} files, {elapsed:.1f} s", file=out)
     total = time.perf_counter() - batch_start
     done = len(paths) - len(failures)
-    summary = f"{done} of {len(paths)} images segmented in {total:.1f} s with {segmenter.name}; outputs in {args.out}"
+    summary = f"{done} of {len(paths)} images segmented in {total:.1f} s with {segmenter.name}"
+    if args.out:
+        summary += f"; outputs in {args.out}"
+    if project is not None:
+        summary += f"; saved into project {project.name!r} (open it at ?project={project.id})"
     if failures:
         summary += f"; failed: {', '.join(failures)}"
     print(summary, file=out)
@@ -196,9 +232,21 @@ def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _projects(out: TextIO) -> int:
+    store = Store(Settings.from_env().data_dir)
+    for project in store.projects():
+        images = store.images(project.id)
+        done = sum(image.done for image in images)
+        objects = sum(image.objects for image in images)
+        print(f"{project.id}\t{project.name}\t{len(images)} images ({done} done)\t{objects} objects", file=out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "projects":
+            return _projects(out)
         return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
     except SamdashError as exc:
         print(f"samdash: error: {exc}", file=err)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -19,6 +21,7 @@ from segment_anything import SamAutomaticMaskGenerator
 from samdash import models
 from samdash.cli import main
 from samdash.imaging import load_image_file
+from samdash.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every format for two objects that both have area.
@@ -176,3 +179,31 @@ def test_a_failed_download_is_one_clear_line(server, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
     code, _, err = _run("download", "--model", "vit_b")
     assert code == 2 and "404" in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_segmented_images_are_saved_into_a_project_the_page_opens(tiny_checkpoint, images, tmp_path):
+    args = ("segment", str(images), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--box", "40,60,170,180")
+    code, out, err = _run(*args, "--project", "Batch one")
+    assert code == 0, err
+    store = Store(Path(os.environ["SAMDASH_DATA_DIR"]))
+    [project] = store.projects()
+    assert project.name == "Batch one" and f"?project={project.id}" in out
+    listed = store.images(project.id)
+    assert [i.name for i in listed] == ["img0.png", "img1.png", "img2.png"] and [i.objects for i in listed] == [1, 1, 1]
+    # The same run again, by id: the images are not added twice, their objects are added after the first ones.
+    code, out, err = _run(*args, "--project", project.id)
+    assert code == 0, err
+    [again] = store.projects()
+    assert [i.objects for i in store.images(again.id)] == [2, 2, 2]
+    workspace, _ = store.load_workspace(store.images(again.id)[0])
+    assert [s.id for s in workspace.segments] == [1, 2] and workspace.segments[0].prompt.box == (40.0, 60.0, 170.0, 180.0)
+    code, out, _ = _run("projects")
+    assert code == 0 and out.startswith(f"{project.id}\tBatch one\t3 images (0 done)\t6 objects")
+
+
+def test_a_store_from_a_newer_release_is_one_clear_line(tiny_checkpoint, images, tmp_path):
+    data = Path(os.environ["SAMDASH_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(data / "samdash.db").execute("PRAGMA user_version = 99").connection.close()
+    code, out, err = _run("segment", str(images), "--checkpoint", str(tiny_checkpoint), "--box", "40,60,170,180", "--project", "x")
+    assert code == 2 and err.count("\n") == 1 and "newer samdash" in err
