@@ -20,6 +20,17 @@ def data_dir(monkeypatch, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def tiny_page_env(monkeypatch, tiny_checkpoint, tmp_path, data_dir) -> Path:
+    """The environment the page starts in for page tests: the tiny SAM on the CPU; returns the data directory."""
+    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_sam():
     return build_tiny_sam()

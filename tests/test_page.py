@@ -22,12 +22,7 @@ from tests.page_driver import APP, FIT, RECT, circle, draw, open_app
 
 
 @pytest.fixture
-def app(monkeypatch, tiny_checkpoint, tmp_path) -> AppTest:
-    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
-    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
+def app(tiny_page_env) -> AppTest:
     return open_app()
 
 

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from samdash.imaging import LoadedImage, thumbnail_jpeg
 from samdash.store import Store
 from tests.page_driver import RECT, draw, open_app
-
-
-@pytest.fixture
-def env(monkeypatch, tiny_checkpoint, tmp_path) -> Path:
-    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
-    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
-    return Path(os.environ["SAMDASH_DATA_DIR"])
 
 
 def _png(seed: int, size=(320, 240)) -> tuple[bytes, LoadedImage]:
@@ -49,7 +37,7 @@ def _segments(at: AppTest):
     return at.session_state["samdash"].workspace.segments
 
 
-def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(env):
+def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(tiny_page_env):
     at = open_app()
     assert "project" not in at.query_params  # looking costs nothing: no project until something is made
     draw(at, RECT)
@@ -62,7 +50,7 @@ def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(env
     assert again.session_state["samdash"].image.content_hash == at.session_state["samdash"].image.content_hash
 
 
-def test_every_kind_of_change_is_saved_as_it_is_made(env):
+def test_every_kind_of_change_is_saved_as_it_is_made(tiny_page_env):
     at = open_app()
     draw(at, RECT)
     key = next(w.key for w in at.text_input if w.key and w.key.startswith("name-"))
@@ -70,7 +58,7 @@ def test_every_kind_of_change_is_saved_as_it_is_made(env):
     at.checkbox(key=next(w.key for w in at.checkbox if w.key and w.key.startswith("visible-"))).uncheck().run()
     next(b for b in at.button if b.label.startswith("#") and "✓" not in b.label).click().run()
     made = _segments(at)[0]
-    store = Store(env)
+    store = Store(tiny_page_env)
     [info] = store.images(at.query_params["project"])
     [saved] = store.load_workspace(info)[0].segments
     assert (saved.name, saved.visible, saved.pick) == ("cat", False, made.pick)
@@ -79,8 +67,8 @@ def test_every_kind_of_change_is_saved_as_it_is_made(env):
     assert store.load_workspace(store.image(info.id))[0].segments == []
 
 
-def test_the_url_opens_a_project_at_an_image_and_next_moves_on(env):
-    store, project = _project_with_images(env, 3)
+def test_the_url_opens_a_project_at_an_image_and_next_moves_on(tiny_page_env):
+    store, project = _project_with_images(tiny_page_env, 3)
     at = open_app({"project": project, "image": "2"})
     assert at.session_state["samdash"].image.name == "image-1.png"
     next(b for b in at.button if b.key == "image-next").click().run()
@@ -91,14 +79,14 @@ def test_the_url_opens_a_project_at_an_image_and_next_moves_on(env):
     assert at.query_params["image"] == "2"
 
 
-def test_an_unknown_project_is_explained_not_a_traceback(env):
+def test_an_unknown_project_is_explained_not_a_traceback(tiny_page_env):
     at = open_app({"project": "no-such-project"})
     assert any("no project" in w.value for w in at.warning)
     assert at.session_state["samdash"].image is not None  # the sample, to start again
 
 
-def test_a_change_in_another_session_shows_on_the_next_run(env):
-    store, project = _project_with_images(env, 1)
+def test_a_change_in_another_session_shows_on_the_next_run(tiny_page_env):
+    store, project = _project_with_images(tiny_page_env, 1)
     first = open_app({"project": project, "image": "1"})
     second = open_app({"project": project, "image": "1"})
     draw(first, RECT)
@@ -106,8 +94,8 @@ def test_a_change_in_another_session_shows_on_the_next_run(env):
     assert [s.compact_mask.counts for s in _segments(second)] == [s.compact_mask.counts for s in _segments(first)]
 
 
-def test_a_save_that_fails_says_so_and_keeps_the_work(env, monkeypatch):
-    store, project = _project_with_images(env, 1)
+def test_a_save_that_fails_says_so_and_keeps_the_work(tiny_page_env, monkeypatch):
+    store, project = _project_with_images(tiny_page_env, 1)
     monkeypatch.setattr("samdash.store.BUSY_TIMEOUT_S", 0.2)
     at = open_app({"project": project, "image": "1"})
     locker = sqlite3.connect(store.path, isolation_level=None)

@@ -23,13 +23,8 @@ def _picture(seed: int, fmt: str) -> bytes:
 
 
 @pytest.fixture
-def roots(monkeypatch, tiny_checkpoint, tmp_path) -> Path:
+def roots(monkeypatch, tiny_page_env, tmp_path) -> Path:
     """A root holding ``survey/`` with two images and a broken file, and a secret folder beside the root."""
-    for name in ("SAMDASH_MODEL_TYPE", "SAMDASH_DOWNLOAD_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAMDASH_CHECKPOINT", str(tiny_checkpoint))
-    monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
     root = tmp_path / "shared"
     survey = root / "survey"
     survey.mkdir(parents=True)
