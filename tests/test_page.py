@@ -298,7 +298,7 @@ def test_segment_everything_adds_its_objects_when_the_run_ends(app):
     draw(app, RECT)
     _find_all_objects(app)
     deadline = time.monotonic() + 120
-    while app.session_state["everything_run"] is not None and time.monotonic() < deadline:
+    while app.session_state["samdash"].everything is not None and time.monotonic() < deadline:
         time.sleep(0.2)
         app.run()  # what the progress fragment's timer does in the browser
     workspace = app.session_state["samdash"].workspace
@@ -315,7 +315,7 @@ def test_a_cancelled_segment_everything_adds_nothing(app):
         draw(app, RECT)
         (segment,) = app.session_state["samdash"].workspace.segments
         _find_all_objects(app)
-        run = app.session_state["everything_run"]
+        run = app.session_state["samdash"].everything
         assert any("Waiting for another" in p.proto.text for p in app.get("progress"))
         app.button(key="everything-cancel").click().run()
         assert any(i.value == "Cancelled: no objects were added." for i in app.info)
@@ -325,4 +325,4 @@ def test_a_cancelled_segment_everything_adds_nothing(app):
     with pytest.raises(Cancelled):
         run.future.result(timeout=60)  # the run, once started, stopped before its first batch
     app.run()
-    assert app.session_state["samdash"].workspace.segments == [segment] and app.session_state["everything_run"] is None
+    assert app.session_state["samdash"].workspace.segments == [segment] and app.session_state["samdash"].everything is None

@@ -8,38 +8,21 @@ ends; a cancelled run adds none.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
 import streamlit as st
 
 from samdash.drawings import Workspace
 from samdash.engine import Embedding, SamEngine, Segmenter
-from samdash.everything import EverythingParams, FoundMask, segment_everything
+from samdash.everything import EverythingParams, segment_everything
 from samdash.imaging import LoadedImage
 from samdash.ui.feedback import described
+from samdash.ui.state import EverythingRun, session
 
-RUN_KEY = "everything_run"
 NOTE_KEY = "everything_note"
 # One run at a time per process: each holds a batch of candidates in memory and wants every core.
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-everything")
-
-
-@dataclass(eq=False)
-class _Run:
-    """A run under way: what it adds to, how far it has got, and how to stop it."""
-
-    workspace: Workspace
-    source: str
-    future: Future[list[FoundMask]] | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: int = 0
-    total: int = 0
-
-    def progress(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
 
 
 def _params() -> EverythingParams:
@@ -68,12 +51,13 @@ def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embe
         if embedding is None:  # the same elements as when it is ready, so the page keeps its layout
             st.button("Find all objects", type="primary", icon=":material/auto_awesome:", disabled=True, help="Once the image is encoded")
             return
-        run = st.session_state.get(RUN_KEY)
+        data = session()
+        run = data.everything
         if run is not None and run.workspace is not workspace:  # another image since: its run is of no use
             run.cancel.set()
-            run = st.session_state[RUN_KEY] = None
+            run = data.everything = None
         if st.button("Find all objects", type="primary", icon=":material/auto_awesome:", disabled=run is not None) and run is None:
-            run = st.session_state[RUN_KEY] = _Run(workspace, segmenter.cache_id)
+            run = data.everything = EverythingRun(workspace, segmenter.cache_id)
             run.future = _pool.submit(segment_everything, segmenter.model, image.rgb, embedding, params, run.progress, run.cancel.is_set)
         if run is not None:
             _follow()
@@ -85,7 +69,7 @@ def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embe
 @st.fragment(run_every=0.5)
 def _follow() -> None:
     """Progress and Cancel while the run goes on; its objects once it is done."""
-    run: _Run | None = st.session_state.get(RUN_KEY)
+    run = session().everything
     if run is None:
         return
     if st.button("Cancel", key="everything-cancel", icon=":material/cancel:"):
@@ -111,6 +95,6 @@ def _follow() -> None:
 
 def _end(note: tuple[bool, str] | None) -> NoReturn:
     """Forget the run and redraw the page (with the new objects, or with the note: failed?, text)."""
-    st.session_state[RUN_KEY] = None
+    session().everything = None
     st.session_state[NOTE_KEY] = note
     st.rerun(scope="app")

@@ -7,6 +7,7 @@ that when the session ends all of it can be let go at once
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,26 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from samdash.drawings import Workspace
 from samdash.engine import Embedding
+from samdash.everything import FoundMask
 from samdash.imaging import LoadedImage
 from samdash.store import SavedImage
 
 SESSION_KEY = "samdash"
+
+
+@dataclass(eq=False)
+class EverythingRun:
+    """A segment-everything run under way: what it adds to, how far it has got, and how to stop it."""
+
+    workspace: Workspace
+    source: str
+    future: Future[list[FoundMask]] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+    total: int = 0
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
 
 
 @dataclass(eq=False)
@@ -32,6 +49,7 @@ class SessionData:
     saved: SavedImage | None = None
     # The file behind an image not saved yet (a bundled sample): stored with the first object made on it.
     unsaved_file: Path | None = None
+    everything: EverythingRun | None = None
     # This session's encode under way: (cache key, future).
     encode: tuple[tuple[str, str], Future[Embedding]] | None = None
     _caches: dict[str, dict[Any, Any]] = field(default_factory=dict)
@@ -43,7 +61,9 @@ class SessionData:
     def clear(self) -> None:
         if self.encode is not None:
             self.encode[1].cancel()
-        self.image = self.workspace = self.encode = self.saved = None
+        if self.everything is not None:
+            self.everything.cancel.set()
+        self.image = self.workspace = self.encode = self.saved = self.everything = None
         self._caches.clear()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -30,19 +31,27 @@ def canvas_box(page: Page) -> dict[str, float]:
     return box
 
 
-def wait_for_canvas(page: Page, settle: float = 1.5, timeout: float = 60) -> dict[str, float]:
-    """Wait until the canvas is shown and has kept its size for ``settle`` seconds (it resizes to its column)."""
-    page.locator(CANVAS).first.wait_for(timeout=timeout * 1000)
+def settled_box(read: Callable[[], dict[str, float] | None], settle: float, timeout: float, what: str,
+                check: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """A bounding box (from ``read``, None while its element is being replaced) once it has kept its place and
+    size for ``settle`` seconds; ``check`` may give up earlier by raising."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
-        box = page.locator(CANVAS).first.bounding_box()  # None while the canvas is being replaced
+        check()
+        box = read()
         if box is None or box != last:
             last, since = box, time.monotonic()
         elif time.monotonic() - since >= settle:
             return box
-        time.sleep(0.2)
-    raise TimeoutError("the canvas kept changing size")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} kept changing")
+
+
+def wait_for_canvas(page: Page, settle: float = 1.5, timeout: float = 60) -> dict[str, float]:
+    """Wait until the canvas is shown and has kept its size for ``settle`` seconds (it resizes to its column)."""
+    page.locator(CANVAS).first.wait_for(timeout=timeout * 1000)
+    return settled_box(lambda: page.locator(CANVAS).first.bounding_box(), settle, timeout, "the canvas")
 
 
 def wait_for_run(page: Page, timeout: float = 60) -> None:

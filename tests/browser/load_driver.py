@@ -26,7 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.harness import choose_mode, result_pixels, upload
+from tests.browser.harness import choose_mode, result_pixels, settled_box, upload
 
 Box = tuple[float, float, float, float]
 # What a person aims at: the image on the canvas (its drawing layer is meant to lie exactly on top of it).
@@ -225,20 +225,14 @@ def _areas(page: Page, timeout: float = 0) -> list[str]:
 
 def _settled(page: Page, settle: float, timeout: float, report: Report) -> dict[str, float]:
     """The box of the image on the canvas once it has kept its place and size for ``settle`` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        _until(lambda: True, 0, "", report=report)  # gives up if the page has crashed
+
+    def read() -> dict[str, float] | None:
         try:
-            box = page.locator(IMAGE).first.bounding_box(timeout=2000)
-        except Exception:  # noqa: BLE001
-            box = None
-        if box is None or box != last:
-            last, since = box, time.monotonic()
-        elif time.monotonic() - since >= settle:
-            return box
-        time.sleep(0.1)
-    raise TimeoutError("the canvas kept changing")
+            return page.locator(IMAGE).first.bounding_box(timeout=2000)
+        except Exception:  # noqa: BLE001 - the canvas is being replaced
+            return None
+
+    return settled_box(read, settle, timeout, "the canvas", check=lambda: _until(lambda: True, 0, "", report=report))
 
 
 def _stable_result(page: Page, timeout: float = 30) -> np.ndarray:
