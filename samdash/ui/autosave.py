@@ -24,29 +24,38 @@ def catch_up(store: Store | None) -> None:
         _reload(store, "This image was changed in another tab or by a teammate: showing its latest objects.")
 
 
-def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> None:
-    """Write what changed on the current image; the first object made on an unsaved sample starts a project."""
+def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bool:
+    """Write what changed on the current image; the first object made on an unsaved sample starts a project.
+
+    Returns whether the rest of the page (the project picker, the list of
+    images with their object counts) now shows something out of date.
+    """
     data = session()
     workspace, image = data.workspace, data.image
     if store is None or workspace is None or image is None:
-        return
+        return False
     try:
-        if data.saved is None:
+        started = data.saved is None
+        if started:
             if not workspace.segments or data.unsaved_file is None:
-                return
+                return False
             info, _ = add_to_project(store, image, data.unsaved_file.read_bytes())
             data.saved = store.load_workspace(info)[1]
             data.unsaved_file = None
             st.query_params.from_dict({"project": info.project_id, "image": "1"})
+        count = len(data.saved.objects)
         store.save_workspace(workspace, data.saved)
+        return started or len(data.saved.objects) != count
     except Conflict:
         _reload(store, "This image was changed elsewhere before your last change could be saved: it shows the saved objects now.")
+        return True
     except (StoreError, OSError) as exc:
         reason = str(exc) if isinstance(exc, SamdashError) else f"The data directory could not be written ({exc})."
         slot.error(
             f"**Your last change is not saved.** {reason} It is kept in this page and saved with the next change.",
             icon=":material/sync_problem:",
         )
+        return False
 
 
 def _reload(store: Store, message: str) -> None:

@@ -37,20 +37,21 @@ def image_navigator(store: Store | None) -> None:
         return
     current = images[index]
     with slot:
-        back, where, done, forward = st.columns([1.2, 4, 1.2, 1.2], vertical_alignment="center")
-        back.button(
-            "Previous", icon=":material/arrow_back:", disabled=index == 0, width="stretch", key="image-prev",
-            on_click=open_image, args=(store, images[index - 1]) if index > 0 else None,
-        )
-        where.markdown(f"**Image {index + 1} of {len(images)}** · {current.name} · {current.objects} objects")
-        mark = done.checkbox("Done", current.done, key=f"done-{current.id}", help="Mark this image as finished")
-        if mark != current.done:
-            store.set_done(current.id, mark)
-        last = index == len(images) - 1
-        forward.button(
-            "Next", icon=":material/arrow_forward:", disabled=last, width="stretch", key="image-next",
-            on_click=open_image, args=None if last else (store, images[index + 1]),
-        )
+        # One row that wraps on a narrow window instead of cutting its labels short.
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            st.button(
+                "Previous", icon=":material/arrow_back:", disabled=index == 0, key="image-prev",
+                on_click=open_image, args=(store, images[index - 1]) if index > 0 else None,
+            )
+            st.markdown(f"**Image {index + 1} of {len(images)}** · {current.name}", width="content")
+            mark = st.checkbox("Done", current.done, key=f"done-{current.id}", help="Mark this image as finished")
+            if mark != current.done:
+                store.set_done(current.id, mark)
+            last = index == len(images) - 1
+            st.button(
+                "Next", icon=":material/arrow_forward:", disabled=last, key="image-next",
+                on_click=open_image, args=None if last else (store, images[index + 1]),
+            )
         if len(images) > 1:
             with st.expander(f"All images of this project ({len(images)})"):
                 st.dataframe(
@@ -60,7 +61,12 @@ def image_navigator(store: Store | None) -> None:
                         "Objects": [info.objects for info in images],
                         "Done": [info.done for info in images],
                     },
-                    column_config={"": st.column_config.ImageColumn(width="small")},
+                    column_config={
+                        "": st.column_config.ImageColumn(width="small"),
+                        "Done": st.column_config.CheckboxColumn(),
+                        # Counted when the page last loaded: drawing reruns only the working area.
+                        "Objects": st.column_config.NumberColumn(help="As saved when the page last loaded"),
+                    },
                     hide_index=True,
                     on_select=lambda: _open_listed(store, images),
                     selection_mode="single-row",

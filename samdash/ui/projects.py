@@ -63,7 +63,7 @@ def open_project(store: Store, project_id: str, number: int = 1) -> None:
 
 
 def new_project(store: Store, name: str | None = None) -> ProjectInfo:
-    project = store.create_project(name or time.strftime("Project %d %b %Y %H:%M"))
+    project = store.create_project(name or time.strftime("Project %d %b %H:%M"))
     session().project_id = project.id
     st.query_params.from_dict({"project": project.id})
     return project
