@@ -19,6 +19,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -335,6 +336,12 @@ class Store:
 
     def load_workspace(self, image: ImageInfo) -> tuple[Workspace, SavedImage]:
         """The image's objects and canvas record as last saved, and what was read (for the next save)."""
+        try:
+            return self._load_workspace(image)
+        except (sqlite3.Error, ValueError, KeyError, zlib.error) as exc:
+            raise StoreError(f"The objects of {image.name} cannot be read from {self.path} ({exc}).") from exc
+
+    def _load_workspace(self, image: ImageInfo) -> tuple[Workspace, SavedImage]:
         db = self._connection()
         db.execute("BEGIN")  # one consistent read
         try:

@@ -109,3 +109,12 @@ def test_a_save_that_fails_says_so_and_keeps_the_work(tiny_page_env, monkeypatch
     at.run()  # the next run saves what was kept
     assert not any("not saved" in e.value for e in at.error)
     assert len(store.load_workspace(store.images(project)[0])[0].segments) == 1
+
+
+def test_an_image_whose_file_is_gone_is_explained_and_the_others_open(tiny_page_env):
+    store, project = _project_with_images(tiny_page_env, 2)
+    store.image_path(store.images(project)[1]).unlink()
+    at = open_app({"project": project, "image": "2"})
+    assert any("opening image-1.png" in e.value for e in at.error)
+    at = open_app({"project": project, "image": "1"})
+    assert at.session_state["samdash"].image.name == "image-0.png" and not at.error

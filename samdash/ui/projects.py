@@ -36,10 +36,16 @@ def project_store() -> Store | None:
 
 
 def open_image(store: Store, info: ImageInfo) -> None:
-    """Show a stored image with its objects as saved, and put it in the URL."""
+    """Show a stored image with its objects as saved, and put it in the URL; what fails is said on the page and the
+    current image stays."""
     settings: Settings = st.session_state["settings"]
-    image = load_image(store.image_path(info).read_bytes(), name=info.name, max_pixels=settings.max_image_pixels)
-    workspace, saved = store.load_workspace(info)
+    try:
+        image = load_image(store.image_path(info).read_bytes(), name=info.name, max_pixels=settings.max_image_pixels)
+        workspace, saved = store.load_workspace(info)
+    except (SamdashError, OSError) as exc:
+        st.session_state["open_error"] = explain(exc, f"opening {info.name}")
+        return
+    st.session_state.pop("open_error", None)
     data = session()
     data.project_id = info.project_id
     show(image, workspace, saved)
@@ -94,10 +100,7 @@ def follow_url(store: Store) -> None:
             f"There is no project “{project_id}” here (it may have been deleted). Pick one in the sidebar, or start a new one."
         )
         return
-    try:
-        open_project(store, project_id, number)
-    except (SamdashError, OSError) as exc:
-        st.session_state["project_notice"] = explain(exc, "opening the project")
+    open_project(store, project_id, number)
 
 
 def _open_picked() -> None:
@@ -151,6 +154,8 @@ def project_panel(store: Store | None) -> None:
 def project_notice() -> None:
     """Why the URL's project could not be opened; in a slot that is always there (the page keeps its layout)."""
     slot = st.container(key="project-notice")
+    if error := st.session_state.get("open_error"):
+        slot.error(error, icon=":material/broken_image:")
     if session().project_id is not None:
         st.session_state.pop("project_notice", None)  # another project is open now
     elif notice := st.session_state.get("project_notice"):
