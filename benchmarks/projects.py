@@ -15,11 +15,15 @@ a. Autosave per change at 12 MP (4000×3000): ``Store.save_workspace`` timed
 b. Disk: a data directory of N images (default 200) × 20 objects, each made
    by a box and refined by two points, at 12 MP. The images are generated
    JPEGs (smooth shapes, light noise, quality 90); the 20 objects are made
-   once and saved onto every image (each image has rows of its own). Reports
-   MB of the database, the image files and the thumbnails, and KB per object;
-   and the size of one image's embedding file, kept on disk under a budget.
-c. Restart: a fresh ``Store`` and ``load_workspace`` of an image with 50
-   objects at 12 MP, in this process (warm page cache) and in a fresh Python
+   once and saved onto every image (each image has rows of its own). They
+   keep the decoder's prompts and logits, but their masks are the discs the
+   boxes were drawn around, as a trained SAM would outline them: the random
+   decoder's speckled masks take megabytes each at 12 MP (their size per
+   object is reported apart). Reports MB of the database, the image files and
+   the thumbnails, KB per object and what a saved state is made of, and the
+   size of one image's embedding file, kept on disk under a budget.
+c. Restart: a fresh ``Store`` and ``load_workspace`` of an image with 50 of
+   those objects at 12 MP, in this process (warm page cache) and in a fresh Python
    process (imports included), and the 12 MP JPEG's decode, which a reload
    also does. ``--browser`` adds, in a real browser, the time from
    ``page.goto(URL)`` to "Objects (50)" shown after a fresh server start,
@@ -55,6 +59,7 @@ from samdash.drawings import Applied, Workspace  # noqa: E402
 from samdash.embedding_disk import DiskEmbeddings  # noqa: E402
 from samdash.engine import Embedding, EmbeddingCache, SamEngine  # noqa: E402
 from samdash.imaging import load_image, pixel_hash, thumbnail_jpeg  # noqa: E402
+from samdash.masks import CompactMask  # noqa: E402
 from samdash.records import state_to_bytes  # noqa: E402
 from samdash.segments import Segment  # noqa: E402
 from samdash.store import DB_NAME, SavedImage, Store  # noqa: E402
@@ -198,22 +203,39 @@ def bench_autosave(engine: SamEngine, settings: dict, root: Path) -> dict[str, o
     return result
 
 
-def _object_pool(engine: SamEngine, settings: dict, count: int, root: Path) -> tuple[Workspace, float]:
-    """``count`` objects, each a box refined by two points, on a generated image; and its embedding file's MB."""
+def _object_pool(engine: SamEngine, settings: dict, count: int, root: Path) -> tuple[Workspace, Workspace, float]:
+    """``count`` objects, each a box refined by two points, on a generated image, as the random decoder makes them
+    and with the masks a trained one would give; and the image's embedding file's MB.
+
+    Random weights make speckled masks, whose run-length codes at 12 MP are megabytes: the second workspace has
+    the same states (prompts, candidates' logits) with the disc each box was drawn around as mask.
+    """
     width, height = settings["size"]
     rgb = _photo(width, height, 1)
     content_hash = pixel_hash(rgb)
     embedding = engine.embed(rgb, content_hash)
     workspace = Workspace(content_hash)
     drawer = _Drawer(workspace, engine, embedding, (width, height))
-    for x, y, r in _places(width, height, count):
+    places = _places(width, height, count)
+    for x, y, r in places:
         drawer.draw(_rect(x, y, r))
         for point in _refining_points(x, y, r):
             drawer.draw(point)
+    discs = {}
+    for segment, (x, y, r) in zip(workspace.segments, places):
+        disc = np.zeros((height, width), np.uint8)
+        cv2.circle(disc, (x, y), r, 1, -1)
+        discs[segment.id] = CompactMask.encode(disc.astype(bool))
+    segments = [Segment(s.id, s.name, s.color, replace(s.state, mask=discs[s.id]), s.visible) for s in workspace.segments]
+    applied = [
+        Applied(entry.shape, entry.segment_id, replace(entry.before, mask=discs[entry.segment_id]) if entry.before is not None else None)
+        for entry in workspace.applied
+    ]
+    shaped = Workspace.restored(content_hash, segments, applied, workspace.active_id, workspace.next_id)
     disk = DiskEmbeddings(root / "embedding", 1 << 30)
     disk.save(replace(embedding, features=embedding.features.cpu().numpy()))
     emb_mb = sum(path.stat().st_size for path in (root / "embedding").iterdir()) / 1e6
-    return workspace, emb_mb
+    return workspace, shaped, emb_mb
 
 
 def _replicated(workspace: Workspace, count: int) -> Workspace:
@@ -232,17 +254,24 @@ def _replicated(workspace: Workspace, count: int) -> Workspace:
 
 
 def _state_kb(workspace: Workspace) -> dict[str, float]:
-    """Median KB of one saved state: an object's current one, and one kept for undo (its logits rounded)."""
+    """KB of saved states: an object's current one and one kept for undo (its logits rounded), medians; of which
+    the mask's run-length code; and all of an object's (its state and its drawings' undo states), on average."""
     current = [len(state_to_bytes(segment.state)) for segment in workspace.segments]
     undo = [len(state_to_bytes(entry.before)) for entry in workspace.applied if entry.before is not None]
-    return {"current": round(statistics.median(current) / 1e3, 1), "undo": round(statistics.median(undo) / 1e3, 1) if undo else 0.0}
+    rle = [len(segment.compact_mask.counts) for segment in workspace.segments]
+    return {
+        "current": round(statistics.median(current) / 1e3, 1),
+        "undo": round(statistics.median(undo) / 1e3, 1) if undo else 0.0,
+        "mask_rle": round(statistics.median(rle) / 1e3, 1),
+        "per_object": round((sum(current) + sum(undo)) / len(current) / 1e3, 1),
+    }
 
 
 def _dir_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def bench_disk(pool: Workspace, emb_mb: float, settings: dict, images: int, root: Path) -> dict[str, object]:
+def bench_disk(pool: Workspace, speckled: Workspace, emb_mb: float, settings: dict, images: int, root: Path) -> dict[str, object]:
     width, height = settings["size"]
     data_dir = root / "disk"
     store = Store(data_dir)
@@ -274,6 +303,7 @@ def bench_disk(pool: Workspace, emb_mb: float, settings: dict, images: int, root
         "total_mb": round(db_mb + images_mb + thumbs_mb, 1),
         "db_kb_per_object": round(db_mb * 1000 / objects, 1),
         "state_kb": _state_kb(pool),
+        "state_kb_speckled_masks": _state_kb(speckled),
         "image_mb_each": round(images_mb / images, 2),
         "embedding_mb_each": round(emb_mb, 2),
         "write_s": round(seconds, 1),
@@ -281,7 +311,8 @@ def bench_disk(pool: Workspace, emb_mb: float, settings: dict, images: int, root
     print(
         f"b. {images} images × {len(pool.segments)} objects at {width}×{height}: database {result['db_mb']} MB "
         f"({result['db_kb_per_object']} KB per object: its state {result['state_kb']['current']} KB and two undo states "
-        f"of {result['state_kb']['undo']} KB each), images {result['images_mb']} MB ({result['image_mb_each']} MB each), "
+        f"of {result['state_kb']['undo']} KB each; with the random decoder's speckled masks "
+        f"{result['state_kb_speckled_masks']['per_object']} KB), images {result['images_mb']} MB ({result['image_mb_each']} MB each), "
         f"thumbnails {result['thumbnails_mb']} MB; an encoded image's embedding file adds {result['embedding_mb_each']} MB "
         f"(under the embeddings' budget)",
         flush=True,
@@ -415,13 +446,103 @@ def bench_browser_reload(root: Path, project_id: str, count: int, starts: int = 
     return result
 
 
+_READY = """
+number => {
+    const where = [...document.querySelectorAll('[data-testid=stMarkdownContainer]')].some(e => e.innerText.includes(`Image ${number} of 3`));
+    const canvas = document.querySelector('[data-testid=stBidiComponentIsolated] canvas.upper-canvas');
+    const encoded = [...document.querySelectorAll('[data-testid=stCaptionContainer]')].some(e => e.innerText.startsWith('Image encoded in'));
+    return where && canvas !== null && encoded && !document.querySelector('[data-stale="true"]');
+}
+"""
+
+
+def _ready_after(page, number: int, action) -> float:
+    """Seconds from ``action`` to the image's canvas shown, encoded, with the page's run over."""
+    start = time.perf_counter()
+    action()
+    page.wait_for_function(_READY, arg=number, timeout=600_000, polling=50)
+    return time.perf_counter() - start
+
+
+def _embeddings(data_dir: Path) -> int:
+    return len(list((data_dir / "embeddings").glob("*.emb")))
+
+
+def bench_next(root: Path, size: tuple[int, int]) -> dict[str, object]:
+    """Next, in a browser, to an image encoded ahead and to one whose encode-ahead had no time (random vit_b).
+
+    Two projects of three images share their first image: the second project's first image is then shown at
+    once (its embedding is cached), and Next is clicked as soon as it is ready, while encode-ahead has only
+    just begun on the second image.
+    """
+    import torch  # noqa: PLC0415 - this measurement only
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: PLC0415
+    from tests.browser.harness import wait_for_run  # noqa: PLC0415
+
+    checkpoint = root / "vit_b_random.pth"
+    torch.save(build_model("vit_b").state_dict(), checkpoint)
+    data_dir = root / "next"
+    store = Store(data_dir)
+    width, height = size
+    first = _photo(width, height, 10)
+    projects = []
+    for name, seeds in (("Encoded ahead", (11, 12)), ("No time ahead", (13, 14))):
+        project = store.create_project(name)
+        for n, rgb in enumerate([first, *(_photo(width, height, seed) for seed in seeds)]):
+            _new_image(store, project.id, rgb, f"{name[:2]}-{n + 1}.jpg")
+        projects.append(project.id)
+    store.close()
+    env = {"SAMDASH_CHECKPOINT": str(checkpoint), "SAMDASH_MODEL_TYPE": "vit_b", "SAMDASH_MODEL_DIR": str(root / "models"),
+           "SAMDASH_DATA_DIR": str(data_dir)}
+    result: dict[str, object] = {"model": "vit_b (random weights)", "image_size": [width, height]}
+    with serve_app(env, root / "next.log") as served, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        result["first_image_s"] = round(_ready_after(page, 1, lambda: page.goto(f"{served.url}/?project={projects[0]}&image=1")), 2)
+        wait_for_run(page)
+        start = time.perf_counter()
+        while _embeddings(data_dir) < 3:  # the first image, and the next two encoded ahead
+            if time.perf_counter() - start > 900:
+                raise TimeoutError("encode-ahead did not finish")
+            time.sleep(0.2)
+        result["encode_ahead_two_images_s"] = round(time.perf_counter() - start, 2)
+        result["next_encoded_ahead_s"] = round(_ready_after(page, 2, lambda: page.get_by_role("button", name="Next").click()), 2)
+        wait_for_run(page)
+        page.close()
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        shown = _ready_after(page, 1, lambda: page.goto(f"{served.url}/?project={projects[1]}&image=1"))
+        result["first_image_cached_s"] = round(shown, 2)
+        result["next_no_time_ahead_s"] = round(_ready_after(page, 2, lambda: page.get_by_role("button", name="Next").click()), 2)
+        caption = page.locator("[data-testid=stCaptionContainer]").filter(has_text="Image encoded in").first.inner_text()
+        result["encode_s"] = float(caption.split("Image encoded in ")[1].split(" s")[0])
+        browser.close()
+    result["speedup"] = round(result["next_no_time_ahead_s"] / result["next_encoded_ahead_s"], 1)
+    print(
+        f"next: to an image encoded ahead {result['next_encoded_ahead_s']} s, to one whose encode-ahead had no time "
+        f"{result['next_no_time_ahead_s']} s (its encode {result['encode_s']} s) → {result['speedup']}×; the first image "
+        f"took {result['first_image_s']} s, encoding the next two ahead {result['encode_ahead_two_images_s']} s more",
+        flush=True,
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small images and few objects: a smoke run of under a minute")
     parser.add_argument("--images", type=int, help=f"images in the disk measurement (default {FULL['images']})")
     parser.add_argument("--encoder", choices=["tiny", "vit_b"], default="tiny", help="the random-weight encoder (the decoder is SAM's)")
     parser.add_argument("--browser", action="store_true", help="also time a reload after a server restart in a real browser")
+    parser.add_argument("--next", action="store_true", help="instead: Next in a browser, with and without encode-ahead (vit_b)")
     args = parser.parse_args(argv)
+    if args.next:
+        with tempfile.TemporaryDirectory(prefix="samdash-next-") as tmp:
+            summary = {"gemm_gflops_start": gemm_gflops()}
+            summary["next"] = bench_next(Path(tmp), QUICK["size"] if args.quick else FULL["size"])
+            summary["gemm_gflops_end"] = gemm_gflops()
+        print(json.dumps(summary))
+        return 0
     settings = dict(QUICK if args.quick else FULL)
     if args.images is not None:
         settings["images"] = max(1, args.images)
@@ -437,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="samdash-projects-") as tmp:
         root = Path(tmp)
         summary["autosave"] = bench_autosave(engine, settings, root)
-        pool, emb_mb = _object_pool(engine, settings, settings["objects_per_image"], root)
-        summary["disk"] = bench_disk(pool, emb_mb, settings, settings["images"], root)
+        speckled, pool, emb_mb = _object_pool(engine, settings, settings["objects_per_image"], root)
+        summary["disk"] = bench_disk(pool, speckled, emb_mb, settings, settings["images"], root)
         summary["restart"], project_id = bench_restart(pool, settings, root)
         if args.browser:
             summary["restart"]["browser"] = bench_browser_reload(root, project_id, settings["restart_objects"])
