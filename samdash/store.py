@@ -427,8 +427,9 @@ class Store:
                             for position, entry in enumerate(drawings)
                         ],
                     )
-                kept = {objects[sid][0] for sid in objects} | {entry.before for entry in drawings if entry.before is not None}
-                kept_ids = {id(state) for state in kept}
+                # By identity: two states with the same fields (a copy) are two rows.
+                kept_ids = {id(objects[sid][0]) for sid in objects}
+                kept_ids |= {id(entry.before) for entry in drawings if entry.before is not None}
                 known = {key: value for key, value in (saved.state_ids | new_ids).items() if key in kept_ids}
                 stale = [value[1] for key, value in (saved.state_ids | new_ids).items() if key not in kept_ids]
                 db.executemany("DELETE FROM states WHERE id = ?", [(row_id,) for row_id in stale])

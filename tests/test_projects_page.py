@@ -94,6 +94,24 @@ def test_a_change_in_another_session_shows_on_the_next_run(tiny_page_env):
     assert [s.compact_mask.counts for s in _segments(second)] == [s.compact_mask.counts for s in _segments(first)]
 
 
+def test_a_drawing_made_while_another_session_saved_is_kept_on_top(tiny_page_env):
+    store, project = _project_with_images(tiny_page_env, 1)
+    first = open_app({"project": project, "image": "1"})
+    second = open_app({"project": project, "image": "1"})
+    draw(first, RECT)
+    other = {**RECT, "left": 200, "top": 120, "width": 60, "height": 50}
+    draw(second, other)  # the second tab had not seen the first one's object when it drew its own box
+    workspace = second.session_state["samdash"].workspace
+    assert len(workspace.segments) == 1  # the first tab's object, as saved
+    assert workspace.drawing == {"objects": [RECT, other]}  # the canvas is remounted with both drawings
+    draw(second, *workspace.drawing["objects"])  # which it sends back once mounted: the box is applied now
+    saved = store.load_workspace(store.images(project)[0])[0]
+    assert [s.id for s in saved.segments] == [1, 2]
+    assert [s.compact_mask.counts for s in saved.segments] == [s.compact_mask.counts for s in _segments(second)]
+    first.run()
+    assert len(_segments(first)) == 2
+
+
 def test_a_save_that_fails_says_so_and_keeps_the_work(tiny_page_env, monkeypatch):
     store, project = _project_with_images(tiny_page_env, 1)
     monkeypatch.setattr("samdash.store.BUSY_TIMEOUT_S", 0.2)

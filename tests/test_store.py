@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from samdash.canvas import BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.records import state_to_bytes
+from samdash.segments import Segment
 from samdash.store import DB_NAME, SCHEMA_VERSION, Conflict, Store, StoreError
 from tests.test_drawings import A, B, P, X
 
@@ -97,6 +99,17 @@ def test_a_save_writes_only_what_changed_and_drops_unused_history(project, tiny_
     store.save_workspace(workspace, saved)
     (count,) = db.execute("SELECT COUNT(*) FROM states").fetchone()
     assert count == 1  # object 1's state and its point's history are gone with it
+
+
+def test_objects_with_equal_but_separate_states_are_saved_each(project, tiny_engine):
+    store, record, image = project
+    workspace, saved = _worked(store, record, image, tiny_engine, A)
+    first = workspace.segments[0]
+    # A copy of the state (as compacting an already compact state makes): same fields, another object.
+    workspace.add(Segment(workspace.next_id, "copy", first.color, replace(first.state)))
+    assert store.save_workspace(workspace, saved)
+    loaded, _ = Store(store.data_dir).load_workspace(record)
+    assert [s.compact_mask.counts for s in loaded.segments] == [first.compact_mask.counts] * 2
 
 
 def test_a_second_session_sees_the_change_and_cannot_overwrite_it(project, tiny_engine):
@@ -210,8 +223,9 @@ def _write_forever(data_dir, started) -> None:
     store = Store(data_dir)
     project = store.create_project("victim")
     started.set()
+    deadline = time.monotonic() + 120  # the parent kills it long before; bounded all the same
     n = 0
-    while True:  # ends when the parent kills this process
+    while time.monotonic() < deadline:
         with store._writing() as db:
             for _ in range(200):
                 db.execute("INSERT INTO projects VALUES (?, ?, 0)", (f"{project.id}-{n}", "x" * 1000))
@@ -224,7 +238,9 @@ def test_a_writer_killed_mid_transaction_leaves_a_readable_store(tmp_path):
     started = multiprocessing.get_context("spawn").Event()
     writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(data, started))
     writer.start()
-    assert started.wait(60)
+    # Starting a Python with PyTorch in it can take a while on a busy machine.
+    while not started.wait(1):
+        assert writer.is_alive(), f"the writer exited with {writer.exitcode} before writing"
     time.sleep(0.5)
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()

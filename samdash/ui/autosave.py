@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import streamlit as st
 
+from samdash.drawings import Workspace
 from samdash.errors import SamdashError
-from samdash.store import Conflict, Store, StoreError
+from samdash.store import Conflict, SavedImage, Store, StoreError
 from samdash.ui.projects import add_to_project, open_image
 from samdash.ui.state import session
 
 
-def catch_up(store: Store | None) -> None:
-    """Show the image as saved when another session (a second tab, a teammate) changed it since."""
+# What a session showed of an image, and had saved of it, before another session's save replaced it.
+Replaced = tuple[Workspace, SavedImage]
+
+
+def catch_up(store: Store | None) -> Replaced | None:
+    """Show the image as saved when another session (a second tab, a teammate) changed it since; what it replaced."""
     data = session()
     if store is None or data.saved is None:
-        return
+        return None
     if store.revision(data.saved.image_id) != data.saved.revision:
-        _reload(store, "This image was changed in another tab or by a teammate: showing its latest objects.")
+        return _reload(
+            store, "This image was changed in another tab or by a teammate: showing its latest objects, with your new drawings on top."
+        )
+    return None
 
 
 def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bool:
@@ -47,8 +55,8 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bo
         store.save_workspace(workspace, data.saved)
         return started or len(data.saved.objects) != count
     except Conflict:
-        _reload(store, "This image was changed elsewhere before your last change could be saved: it shows the saved objects now.")
-        return True
+        # Saved elsewhere since this run began: the next run brings the image up to date, this tab's drawings on top.
+        st.rerun()
     except (StoreError, OSError) as exc:
         reason = str(exc) if isinstance(exc, SamdashError) else f"The data directory could not be written ({exc})."
         slot.error(
@@ -58,12 +66,14 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bo
         return False
 
 
-def _reload(store: Store, message: str) -> None:
+def _reload(store: Store, message: str) -> Replaced | None:
     data = session()
+    replaced = (data.workspace, data.saved)
     info = store.image(data.saved.image_id)
     if info is None:
         st.toast("This image was removed from its project elsewhere.", icon=":material/info:")
         data.saved = None
-        return
+        return None
     open_image(store, info)
     st.toast(message, icon=":material/sync:")
+    return replaced

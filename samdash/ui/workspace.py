@@ -25,6 +25,7 @@ that is always there.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 
@@ -46,7 +47,7 @@ from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
-from samdash.ui.autosave import autosave, catch_up
+from samdash.ui.autosave import Replaced, autosave, catch_up
 from samdash.ui.projects import project_store
 from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
@@ -103,6 +104,52 @@ def _encode_progress(name: str, since: float) -> None:
     st.info(f"{verb} {time.monotonic() - since:.0f} s. You can draw already.", icon=":material/hourglass_top:")
 
 
+def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
+    """The canvas's shapes in image pixels; the canvas measures against the background we sent, scaled back here."""
+    ratio_x = fit["natural_width"] / image.width
+    ratio_y = fit["natural_height"] / image.height
+    to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"])
+    return shapes_from_canvas(json_data, to_image)
+
+
+def _sent(canvas_key: str, image: LoadedImage) -> list[Shape] | None:
+    """The shapes on a canvas as the browser last sent them, read before this run draws any canvas; None when it
+    has sent nothing."""
+    state = st.session_state.get(canvas_key)
+    drawing = state.get("drawing") if state is not None else None
+    fit = state.get("backgroundFit") if state is not None else None
+    if not drawing or not fit:
+        return None
+    names = {"natural_width": "naturalWidth", "natural_height": "naturalHeight", "scale_x": "scaleX",
+             "scale_y": "scaleY", "offset_x": "offsetX", "offset_y": "offsetY"}
+    return _in_image(drawing.get("raw"), {name: fit[sent] for name, sent in names.items()}, image)
+
+
+def _carry_over(replaced: Replaced, image: LoadedImage) -> None:
+    """Another session saved this image: it shows as saved now, and the drawings made here and not saved yet go
+    on top of it, not lost.
+
+    The canvas is remounted with the saved drawings and this tab's new ones; once it reports back, the new ones
+    are applied like any other drawing (so an object made here gets an id after the saved ones).
+    """
+    previous, saved = replaced
+    workspace = session().workspace
+    on_canvas = _sent(previous.canvas_key, image)
+    if on_canvas is None:
+        on_canvas = [entry.shape for entry in previous.applied]
+    known = Counter(entry.key for entry in saved.drawings)
+    new = []
+    for shape in on_canvas:
+        if known[shape.key] > 0:
+            known[shape.key] -= 1
+        else:
+            new.append(shape)
+    kept = [entry.shape.raw for entry in workspace.applied] + [shape.raw for shape in new]
+    workspace.drawing = {"objects": kept} if kept else None
+    # A canvas of its own: the one on screen shows the drawings of the replaced objects, not the saved ones.
+    workspace.generation = max(workspace.generation, previous.generation) + 1
+
+
 def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] | None:
     """Draw the canvas; return the shapes on it, in image pixels.
 
@@ -129,12 +176,7 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
     )
     if result.background_fit is None or result.json_data is None:
         return None
-    fit = result.background_fit
-    # The canvas measures against the background we sent; scale that back to the original image.
-    ratio_x = fit["natural_width"] / image.width
-    ratio_y = fit["natural_height"] / image.height
-    to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"])
-    return shapes_from_canvas(result.json_data, to_image)
+    return _in_image(result.json_data, result.background_fit, image)
 
 
 def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
@@ -160,13 +202,15 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     # The image is read here, not passed in: a fragment rerun keeps the arguments of the last full run,
     # and a drawing sent while a new image loads must not bring the previous image back.
     store = project_store()
-    catch_up(store)
+    replaced = catch_up(store)
     # A change made by a button of the last run (which reruns at once) is saved here.
     save_status = st.container(key="save-status")
     outdated = autosave(store, save_status)
     image = current_image()
     if image is None:
         return
+    if replaced is not None:
+        _carry_over(replaced, image)
     workspace = session().workspace
     segmenter = model.segmenter
     embedding = None
