@@ -239,8 +239,11 @@ def test_a_writer_killed_mid_transaction_leaves_a_readable_store(tmp_path):
     writer = multiprocessing.get_context("spawn").Process(target=_write_forever, args=(data, started))
     writer.start()
     # Starting a Python with PyTorch in it can take a while on a busy machine.
-    while not started.wait(1):
+    for _ in range(300):
+        if started.wait(1):
+            break
         assert writer.is_alive(), f"the writer exited with {writer.exitcode} before writing"
+    assert started.is_set(), "the writer did not start within 5 minutes"
     time.sleep(0.5)
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()
