@@ -1,6 +1,7 @@
 """What projects cost: the autosave after every change, the disk a project takes, and reopening work after a restart.
 
     python benchmarks/projects.py [--quick] [--images N] [--encoder tiny|vit_b] [--browser]
+    python benchmarks/projects.py --next [--quick]
 
 a. Autosave per change at 12 MP (4000×3000): ``Store.save_workspace`` timed
    after every change of a realistic sequence made through the page's own
@@ -28,6 +29,11 @@ c. Restart: a fresh ``Store`` and ``load_workspace`` of an image with 50 of
    also does. ``--browser`` adds, in a real browser, the time from
    ``page.goto(URL)`` to "Objects (50)" shown after a fresh server start,
    with the image's embedding already on disk (the tiny SAM: no encode).
+
+``--next`` measures instead, in a real browser with a random-weight vit_b at
+12 MP, the time from a click on Next to the next image's canvas ready (shown,
+encoded, the page's run over): once encode-ahead has encoded that image, and
+when it had no time (Next clicked as soon as the image before was ready).
 
 Human-readable lines first; the last line is one JSON object. The fp32 GEMM
 rate is measured at the start and the end, to tell a slow machine from a slow
@@ -139,8 +145,10 @@ class _Drawer:
 
 
 def _new_image(store: Store, project_id: str, rgb: np.ndarray, name: str):
+    """Added as the page adds an upload: named by the hash of its pixels as decoded from the file (JPEG is lossy)."""
     data = _jpeg(rgb)
-    info, _ = store.add_image(project_id, data, name, pixel_hash(rgb), (rgb.shape[1], rgb.shape[0]), thumbnail_jpeg(rgb))
+    image = load_image(data, name)
+    info, _ = store.add_image(project_id, data, name, image.content_hash, (image.width, image.height), thumbnail_jpeg(image.rgb))
     return info, data
 
 
