@@ -7,6 +7,7 @@ reload, a restarted server, a teammate opening the same link).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -103,28 +104,32 @@ def follow_url(store: Store) -> None:
     open_project(store, project_id, number)
 
 
-def _open_picked() -> None:
+def _open_picked(key: str) -> None:
     store = project_store()
-    picked = st.session_state.get("project_pick")
-    if store is not None and picked:
+    picked = st.session_state.get(key)
+    if store is not None and picked and picked != session().project_id:
         open_project(store, picked)
 
 
 def project_panel(store: Store | None) -> None:
-    """Sidebar: which project, and new / rename / delete."""
+    """Sidebar: which project, and new / rename / delete; the same widgets whether a project is open or not."""
     st.subheader("Project")
     if store is None:
         st.caption("Projects are unavailable: see the message on the page.")
         return
     projects = {p.id: p for p in store.projects()}
     data = session()
-    st.session_state["project_pick"] = data.project_id if data.project_id in projects else None
+    # A picker of its own for each list of projects: other sessions add and delete projects, and a browser still
+    # holding the picker of an earlier list must not open another project than the one it showed.
+    key = "project-pick-" + hashlib.blake2b(" ".join(projects).encode(), digest_size=6).hexdigest()
+    st.session_state[key] = data.project_id if data.project_id in projects else None
     st.selectbox(
         "Project",
         list(projects),
         format_func=lambda pid: f"{projects[pid].name} ({projects[pid].images} images)",
-        key="project_pick",
+        key=key,
         on_change=_open_picked,
+        args=(key,),
         placeholder="Not saved yet: your first object starts one",
         label_visibility="collapsed",
     )
@@ -134,9 +139,9 @@ def project_panel(store: Store | None) -> None:
         data.clear()
         st.rerun()
     current = projects.get(data.project_id)
-    if current is None:
-        return
-    with manage.popover("Manage", width="stretch"):
+    with manage.popover("Manage", width="stretch", disabled=current is None):
+        if current is None:
+            return
         name = st.text_input("Name", current.name, key=f"rename-{current.id}")
         if st.button("Rename", key="rename-apply") and name.strip():
             store.rename_project(current.id, name)
