@@ -141,6 +141,21 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _sch
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+StateKey = tuple[int, int, int]
+
+
+def state_key(state: SegmentState) -> StateKey:
+    """What tells saved states apart: the identity of the prompt and mask objects, and the pick.
+
+    A state and its compacted copy (``SegmentState.compacted``, which the undo
+    history keeps) share their prompt and mask objects, so the history entry a
+    refinement records is the row already saved for the object; and the store
+    writes every state compacted, so a reloaded object is exactly what its
+    history would restore.
+    """
+    return (id(state.prompt), id(state.mask), state.pick)
+
+
 # An object as saved: its state, name, colour and visibility.
 ObjectRecord = tuple[SegmentState, str, tuple[int, int, int], bool]
 
@@ -158,8 +173,8 @@ class SavedImage:
     objects: dict[int, ObjectRecord] = field(default_factory=dict)
     drawings: tuple[Applied, ...] = ()
     meta: tuple[int | None, int] = (None, 1)
-    # Row ids of states already in the database, by the identity of the state object (which is kept alive here).
-    state_ids: dict[int, tuple[SegmentState, int]] = field(default_factory=dict)
+    # Row ids of states already in the database, by ``state_key`` (the state is kept here, so its key stays unique).
+    state_ids: dict[StateKey, tuple[SegmentState, int]] = field(default_factory=dict)
 
 
 class Store:
@@ -361,7 +376,7 @@ class Store:
         finally:
             db.execute("COMMIT")
         saved = SavedImage(image.id, revision, meta=(active_id, next_id))
-        saved.state_ids = {id(state): (state, state_id) for state_id, state in loaded.items()}
+        saved.state_ids = {state_key(state): (state, state_id) for state_id, state in loaded.items()}
         segments = []
         for segment_id, name, color, visible, state_id in objects:
             segment = Segment(segment_id, name, hex_to_rgb(color), loaded[state_id], bool(visible))
@@ -391,14 +406,16 @@ class Store:
         drawings_changed = len(drawings) != len(saved.drawings) or any(a is not b for a, b in zip(drawings, saved.drawings))
         if not (changed or removed or drawings_changed or meta != saved.meta):
             return False
-        new_ids: dict[int, tuple[SegmentState, int]] = {}
+        new_ids: dict[StateKey, tuple[SegmentState, int]] = {}
 
         def state_id(db: sqlite3.Connection, state: SegmentState) -> int:
-            known = saved.state_ids.get(id(state)) or new_ids.get(id(state))
-            if known is not None and known[0] is state:
+            key = state_key(state)
+            known = saved.state_ids.get(key) or new_ids.get(key)
+            if known is not None:
                 return known[1]
-            row = db.execute("INSERT INTO states(image_id, data) VALUES (?, ?)", (saved.image_id, state_to_bytes(state))).lastrowid
-            new_ids[id(state)] = (state, row)
+            data = state_to_bytes(state.compacted())
+            row = db.execute("INSERT INTO states(image_id, data) VALUES (?, ?)", (saved.image_id, data)).lastrowid
+            new_ids[key] = (state, row)
             return row
 
         try:
@@ -427,9 +444,8 @@ class Store:
                             for position, entry in enumerate(drawings)
                         ],
                     )
-                # By identity: two states with the same fields (a copy) are two rows.
-                kept_ids = {id(objects[sid][0]) for sid in objects}
-                kept_ids |= {id(entry.before) for entry in drawings if entry.before is not None}
+                kept_ids = {state_key(objects[sid][0]) for sid in objects}
+                kept_ids |= {state_key(entry.before) for entry in drawings if entry.before is not None}
                 known = {key: value for key, value in (saved.state_ids | new_ids).items() if key in kept_ids}
                 stale = [value[1] for key, value in (saved.state_ids | new_ids).items() if key not in kept_ids]
                 db.executemany("DELETE FROM states WHERE id = ?", [(row_id,) for row_id in stale])

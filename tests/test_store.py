@@ -45,10 +45,10 @@ def _worked(store, record, image, engine, *drawings):
 
 
 def _fields(workspace: Workspace) -> list:
-    """Everything an object is, in plain values."""
+    """Everything an object is, in plain values, as saved: the picked candidate exact, the others as float16."""
     out = []
     for s in workspace.segments:
-        c = s.candidates
+        c = s.state.compacted().candidates
         out.append(
             (
                 s.id, s.name, tuple(s.color), s.visible, s.pick, s.prompt.box, s.prompt.points.tolist(), s.prompt.labels.tolist(),
@@ -99,6 +99,19 @@ def test_a_save_writes_only_what_changed_and_drops_unused_history(project, tiny_
     store.save_workspace(workspace, saved)
     (count,) = db.execute("SELECT COUNT(*) FROM states").fetchone()
     assert count == 1  # object 1's state and its point's history are gone with it
+
+
+def test_a_refinement_writes_one_state_its_history_is_the_state_saved_before(project, tiny_engine):
+    store, record, image = project
+    workspace, saved = _worked(store, record, image, tiny_engine, A)
+    db = sqlite3.connect(store.path)
+    [(first,)] = db.execute("SELECT id FROM states").fetchall()
+    embedding = tiny_engine.embed(image.rgb, image.content_hash)
+    workspace.sync(shapes_from_canvas({"objects": [A, P]}, SAME_SIZE), tiny_engine, embedding, (image.width, image.height))
+    store.save_workspace(workspace, saved)
+    rows = dict(db.execute("SELECT before_id, segment_id FROM drawings WHERE before_id IS NOT NULL").fetchall())
+    assert list(rows) == [first]  # the point's undo entry is the row written for the box
+    assert db.execute("SELECT COUNT(*) FROM states").fetchone() == (2,)
 
 
 def test_objects_with_equal_but_separate_states_are_saved_each(project, tiny_engine):
