@@ -32,28 +32,21 @@ def catch_up(store: Store | None) -> Replaced | None:
     return None
 
 
-def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bool:
-    """Write what changed on the current image; the first object made on an unsaved sample starts a project.
-
-    Returns whether the rest of the page (the project picker, the list of
-    images with their object counts) now shows something out of date.
-    """
+def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> None:
+    """Write what changed on the current image; the first object made on an unsaved sample starts a project."""
     data = session()
     workspace, image = data.workspace, data.image
     if store is None or workspace is None or image is None:
-        return False
+        return
     try:
-        started = data.saved is None
-        if started:
+        if data.saved is None:
             if not workspace.segments or data.unsaved_file is None:
-                return False
+                return
             info, _ = add_to_project(store, image, data.unsaved_file.read_bytes())
             data.saved = store.load_workspace(info)[1]
             data.unsaved_file = None
             st.query_params.from_dict({"project": info.project_id, "image": "1"})
-        count = len(data.saved.objects)
         store.save_workspace(workspace, data.saved)
-        return started or len(data.saved.objects) != count
     except Conflict:
         # Saved elsewhere since this run began: the next run brings the image up to date, this tab's drawings on top.
         st.rerun()
@@ -63,7 +56,6 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> bo
             f"**Your last change is not saved.** {reason} It is kept in this page and saved with the next change.",
             icon=":material/sync_problem:",
         )
-        return False
 
 
 def _reload(store: Store, message: str) -> Replaced | None:

@@ -64,7 +64,8 @@ def image_navigator(store: Store | None) -> None:
                     column_config={
                         "": st.column_config.ImageColumn(width="small"),
                         "Done": st.column_config.CheckboxColumn(),
-                        # Counted when the page last loaded: drawing reruns only the working area.
+                        # Counted when the page last ran in full: a drawing reruns only the working area, and a full
+                        # run after each object raced with the next drawing on a busy server.
                         "Objects": st.column_config.NumberColumn(help="As saved when the page last loaded"),
                     },
                     hide_index=True,

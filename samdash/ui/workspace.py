@@ -205,7 +205,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     replaced = catch_up(store)
     # A change made by a button of the last run (which reruns at once) is saved here.
     save_status = st.container(key="save-status")
-    outdated = autosave(store, save_status)
+    autosave(store, save_status)
     image = current_image()
     if image is None:
         return
@@ -247,11 +247,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     everything_panel(workspace, segmenter, embedding, image)
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
-    outdated = autosave(store, save_status) or outdated
+    autosave(store, save_status)
     if embedding is not None and store is not None:
         _encode_next(store, segmenter)
-    if outdated:
-        st.rerun(scope="app")  # an object made or deleted: the image list counts it, a new project is in the picker
 
 
 def _encode_next(store: Store, segmenter: Segmenter) -> None:
