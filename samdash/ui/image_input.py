@@ -34,6 +34,8 @@ def _uploader_key() -> str:
 
 def _on_upload(store: Store | None) -> None:
     uploads = st.session_state.get(_uploader_key()) or []
+    if not uploads:  # a new, empty uploader reports itself once: nothing to add, and it must stay the same one
+        return
     settings: Settings = st.session_state["settings"]
     errors, first_new, first_known = [], None, None
     for upload in uploads:
