@@ -6,7 +6,7 @@ from samdash.config import Settings
 from samdash.ui.image_input import image_picker
 from samdash.ui.image_nav import image_navigator
 from samdash.ui.page import fallback_banner, header
-from samdash.ui.projects import follow_url, project_notice, project_panel, project_store
+from samdash.ui.projects import follow_url, keep_url, project_notice, project_panel, project_store
 from samdash.ui.server_folder import server_folder_panel
 from samdash.ui.sidebar import display_panel, model_panel
 from samdash.ui.workspace import workspace_area
@@ -27,3 +27,4 @@ project_notice()
 image_picker(settings, store)
 image_navigator(store)
 workspace_area(model, display)
+keep_url()

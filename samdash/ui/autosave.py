@@ -45,7 +45,7 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> No
             info, _ = add_to_project(store, image, data.unsaved_file.read_bytes())
             data.saved = store.load_workspace(info)[1]
             data.unsaved_file = None
-            st.query_params.from_dict({"project": info.project_id, "image": "1"})
+            data.url = {"project": info.project_id, "image": "1"}
         store.save_workspace(workspace, data.saved)
     except Conflict:
         # Saved elsewhere since this run began: the next run brings the image up to date, this tab's drawings on top.

@@ -18,7 +18,7 @@ from samdash.errors import SamdashError
 from samdash.imaging import LoadedImage, load_image, thumbnail_jpeg
 from samdash.store import ImageInfo, ProjectInfo, Store, StoreError
 from samdash.ui.feedback import explain
-from samdash.ui.state import session, show
+from samdash.ui.state import SessionData, session, show
 
 
 @st.cache_resource(show_spinner=False)
@@ -50,7 +50,7 @@ def open_image(store: Store, info: ImageInfo) -> None:
     data = session()
     data.project_id = info.project_id
     show(image, workspace, saved)
-    st.query_params.from_dict({"project": info.project_id, "image": str(_number(store, info))})
+    data.url = {"project": info.project_id, "image": str(_number(store, info))}
 
 
 def _number(store: Store, info: ImageInfo) -> int:
@@ -66,13 +66,13 @@ def open_project(store: Store, project_id: str, number: int = 1) -> None:
     if images:
         open_image(store, images[min(max(number, 1), len(images)) - 1])
     else:
-        st.query_params.from_dict({"project": project_id})
+        data.url = {"project": project_id}
 
 
 def new_project(store: Store, name: str | None = None) -> ProjectInfo:
     project = store.create_project(name or time.strftime("Project %d %b %H:%M"))
     session().project_id = project.id
-    st.query_params.from_dict({"project": project.id})
+    session().url = {"project": project.id}
     return project
 
 
@@ -83,20 +83,34 @@ def add_to_project(store: Store, image: LoadedImage, data: bytes) -> tuple[Image
 
 
 def follow_url(store: Store) -> None:
-    """Open what the URL names, when it is not what the session shows (a reload, a shared link)."""
+    """A new session (a reload, a shared link) opens what the URL names; after that the URL follows the session.
+
+    The session's own moves are written into the URL here, by the page's script: the URL a widget's callback set
+    could reach another session's page when several sessions ran callbacks at once.
+    """
+    data = session()
+    if data.url is None:
+        _open_url(store, data)
+    keep_url()
+
+
+def keep_url() -> None:
+    """Put the session's place into the URL (at the start and at the end of a run of the whole page)."""
+    url = session().url
+    if url is not None and dict(st.query_params) != url:
+        st.query_params.from_dict(url)
+
+
+def _open_url(store: Store, data: SessionData) -> None:
+    data.url = {}
     project_id = st.query_params.get("project")
     if not project_id:
         return
-    data = session()
     try:
         number = int(st.query_params.get("image", "1"))
     except ValueError:
         number = 1
-    current = store.image(data.saved.image_id) if data.saved is not None else None
-    if project_id == data.project_id and (current is None or _number(store, current) == number):
-        return
     if store.project(project_id) is None:
-        st.query_params.clear()
         st.session_state["project_notice"] = (
             f"There is no project “{project_id}” here (it may have been deleted). Pick one in the sidebar, or start a new one."
         )
@@ -126,6 +140,7 @@ def project_panel(store: Store | None) -> None:
     st.selectbox(
         "Project",
         list(projects),
+        index=None,  # no project until this session opens one: never another session's by default
         format_func=lambda pid: f"{projects[pid].name} ({projects[pid].images} images)",
         key=key,
         on_change=_open_picked,
@@ -152,7 +167,7 @@ def project_panel(store: Store | None) -> None:
             store.delete_project(current.id)
             data.clear()
             data.project_id = None
-            st.query_params.clear()
+            data.url = {}
             st.rerun()
 
 

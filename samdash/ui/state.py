@@ -50,6 +50,8 @@ class SessionData:
     # The file behind an image not saved yet (a bundled sample): stored with the first object made on it.
     unsaved_file: Path | None = None
     everything: EverythingRun | None = None
+    # What the URL should say (``?project=…&image=…``); None until the session has read the URL it was opened with.
+    url: dict[str, str] | None = None
     # This session's encode under way: (cache key, future).
     encode: tuple[tuple[str, str], Future[Embedding]] | None = None
     _caches: dict[str, dict[Any, Any]] = field(default_factory=dict)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 
 import numpy as np
 import streamlit as st
@@ -65,9 +65,9 @@ MODES = {
 }
 
 
-def _embedding(segmenter: Segmenter, image: LoadedImage) -> Embedding | None:
-    """The image's embedding, or None while it is being encoded: the canvas takes drawings meanwhile, and a
-    small fragment in the caller's slot follows the encode and reruns the page when it is done."""
+def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
+    """The image's embedding; a cached one returns at once, a first encode shows its progress (in the current
+    container: the caller's fixed slot)."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
     earlier = data.encode
@@ -77,31 +77,34 @@ def _embedding(segmenter: Segmenter, image: LoadedImage) -> Embedding | None:
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    if earlier is not None and not earlier[1].done():
-        future = earlier[1]
-    else:
-        # Encodes run beside the script thread; this image goes before encode-ahead, and one already queued
-        # (by this session, another one, or ahead of time) is the same encode.
+
+    def ask() -> Future[Embedding]:
+        """Encodes run beside the script thread, so the page can show elapsed time; this image goes before
+        encode-ahead, and one already queued (by this session, another one, or ahead of time) is the same encode."""
         future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
         data.encode = (key, future)
+        return future
+
+    future = ask()
     try:
-        return future.result(timeout=0.3)  # a quick encode shows no progress at all
+        return future.result(timeout=0.3)
     except (TimeoutError, CancelledError):
         pass
-    _encode_progress(segmenter.name, session().cache("encode-started").setdefault(key, time.monotonic()))
-    return None
-
-
-@st.fragment(run_every=0.5)
-def _encode_progress(name: str, since: float) -> None:
-    """Elapsed time of this session's encode; when it is over (or was given up by another session), the page
-    runs again and segments what was drawn meanwhile."""
-    encode = session().encode
-    if encode is None or encode[1].done():
-        st.rerun(scope="app")
-    future = encode[1]
-    verb = f"Encoding the image with {name} (once per image)…" if future.running() else "Waiting for the encoder, busy with another image…"
-    st.info(f"{verb} {time.monotonic() - since:.0f} s. You can draw already.", icon=":material/hourglass_top:")
+    waiting = "Waiting for the encoder, busy with another request…"
+    encoding = f"Encoding the image with {segmenter.name} (once per image)…"
+    with st.status(encoding if future.running() else waiting) as status:
+        start, started = time.monotonic(), None
+        while not future.done() or future.cancelled():
+            if future.cancelled():  # another session waiting for this image has left it before its encode began
+                future = ask()
+            if started is None and future.running():
+                started = time.monotonic()
+            label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
+            status.update(label=label)
+            time.sleep(0.5)
+        embedding = future.result()
+        status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
+    return embedding
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
@@ -216,7 +219,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     embedding = None
     # The encoder's status and an encoding error appear in this slot; the rest of the area keeps its places.
     with st.container(key="encoding"), reported("encoding the image"):
-        embedding = _embedding(segmenter, image)
+        embedding = _embed(segmenter, image)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
