@@ -118,13 +118,6 @@ def _open_url(store: Store, data: SessionData) -> None:
     open_project(store, project_id, number)
 
 
-def _open_picked(key: str) -> None:
-    store = project_store()
-    picked = st.session_state.get(key)
-    if store is not None and picked and picked != session().project_id:
-        open_project(store, picked)
-
-
 def project_panel(store: Store | None) -> None:
     """Sidebar: which project, and new / rename / delete; the same widgets whether a project is open or not."""
     st.subheader("Project")
@@ -137,17 +130,20 @@ def project_panel(store: Store | None) -> None:
     # holding the picker of an earlier list must not open another project than the one it showed.
     key = "project-pick-" + hashlib.blake2b(" ".join(projects).encode(), digest_size=6).hexdigest()
     st.session_state[key] = data.project_id if data.project_id in projects else None
-    st.selectbox(
+    # No callback on the picker: when other sessions change the list of projects, a browser may report a choice
+    # its user never made. The project changes only with the Open button.
+    picked = st.selectbox(
         "Project",
         list(projects),
         index=None,  # no project until this session opens one: never another session's by default
         format_func=lambda pid: f"{projects[pid].name} ({projects[pid].images} images)",
         key=key,
-        on_change=_open_picked,
-        args=(key,),
         placeholder="Not saved yet: your first object starts one",
         label_visibility="collapsed",
     )
+    if st.button("Open", icon=":material/folder_open:", width="stretch", disabled=picked in (None, data.project_id), key="open-project"):
+        open_project(store, picked)
+        st.rerun()
     new, manage = st.columns(2)
     if new.button("New", icon=":material/add:", width="stretch", help="Start an empty project"):
         new_project(store)
