@@ -14,18 +14,6 @@ def default_model_dir() -> Path:
     return Path(base) / "samdash" / "checkpoints"
 
 
-def default_data_dir() -> Path:
-    """Where projects live: a per-user data directory, following XDG where it is set."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "samdash"
-
-
-def _env_paths(name: str) -> tuple[Path, ...]:
-    """A list of directories, separated as in PATH."""
-    value = os.environ.get(name, "").strip()
-    return tuple(Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part.strip())
-
-
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name, "").strip()
     return Path(value).expanduser() if value else None
@@ -52,11 +40,6 @@ class Settings:
     encoder_backend: str = "auto"
     embedding_cache_mb: int = 512
     max_image_pixels: int = 50_000_000
-    data_dir: Path = field(default_factory=default_data_dir)
-    # Embeddings kept on disk under the data directory, so a restarted server does not encode again.
-    embedding_disk_mb: int = 2048
-    # Server-side folders a project may be created from; none by default.
-    image_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -69,7 +52,4 @@ class Settings:
             encoder_backend=os.environ.get("SAMDASH_ENCODER_BACKEND", "").strip() or "auto",
             embedding_cache_mb=_env_int("SAMDASH_EMBEDDING_CACHE_MB", 512),
             max_image_pixels=_env_int("SAMDASH_MAX_IMAGE_PIXELS", 50_000_000),
-            data_dir=_env_path("SAMDASH_DATA_DIR") or default_data_dir(),
-            embedding_disk_mb=_env_int("SAMDASH_EMBEDDING_DISK_MB", 2048),
-            image_roots=_env_paths("SAMDASH_IMAGE_ROOTS"),
         )
