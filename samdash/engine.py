@@ -83,8 +83,6 @@ def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
 
 
 _tokens = itertools.count()
-# SAM's logits stay within a few hundred; float16 keeps their sign and shape for history and thumbnails.
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class Candidates:
@@ -180,8 +178,14 @@ class Candidates:
         """
         if self._stored.dtype != np.float32:
             return self
-        logits = np.clip(self._stored, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
+        logits = rounded(self._stored, np.float16)
         return Candidates(self.scores, logits, self.geometry, self.decode_seconds, self.source, (keep, self.logits_of(keep).copy()))
+
+
+def rounded(logits: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Logits in a smaller float type, clipped to its range (SAM's logits can exceed float16's)."""
+    info = np.finfo(dtype)
+    return np.clip(logits, info.min, info.max).astype(dtype)
 
 
 class Segmenter(Protocol):

@@ -34,6 +34,51 @@ from samdash.segments import Segment, SegmentState
 DB_NAME = "samdash.db"
 # How long a write waits for another writer before it gives up (and the page says the change is not saved).
 BUSY_TIMEOUT_S = 5.0
+# Saves leave checkpoints (copying the write-ahead log into the database, with an fsync) to a background thread;
+# a writer checkpoints itself only when the log has grown past this many pages (4 KiB each), as a backstop.
+WAL_BACKSTOP_PAGES = 16384
+
+
+class _Checkpointer:
+    """One daemon thread per process that checkpoints the databases written to, off the analyst's save path.
+
+    Passive checkpoints never block writers or readers; a database that was
+    removed meanwhile is skipped, never created again.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[Path] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self, path: Path) -> None:
+        with self._lock:
+            self._pending.add(path)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="samdash-checkpoint", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(0.2)  # a burst of saves, one checkpoint
+            self._wake.clear()
+            with self._lock:
+                paths, self._pending = self._pending, set()
+            for path in paths:
+                try:
+                    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S)
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    finally:
+                        db.close()
+                except sqlite3.Error:
+                    pass  # the backstop checkpoint in the writers still bounds the log
+
+
+_CHECKPOINTS = _Checkpointer()
 
 
 class StoreError(SamdashError):
@@ -200,6 +245,7 @@ class Store:
             # With WAL, NORMAL loses no committed change when the process dies, only (rarely) on power loss.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             self._local.db = db
         return db
 
@@ -214,6 +260,7 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        _CHECKPOINTS.request(self.path)
 
     def _migrate(self) -> None:
         probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)  # reads the version without changing the file

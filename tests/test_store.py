@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
 import sqlite3
+import struct
 import time
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 from samdash.canvas import BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
-from samdash.records import state_to_bytes
+from samdash.records import state_from_bytes, state_to_bytes
 from samdash.segments import Segment
 from samdash.store import DB_NAME, SCHEMA_VERSION, Conflict, Store, StoreError
 from tests.test_drawings import A, B, P, X
@@ -52,7 +55,7 @@ def _fields(workspace: Workspace) -> list:
         out.append(
             (
                 s.id, s.name, tuple(s.color), s.visible, s.pick, s.prompt.box, s.prompt.points.tolist(), s.prompt.labels.tolist(),
-                c.scores.tolist(), [c.logits_of(i).tobytes() for i in range(len(c))], c.source, c.geometry,
+                c.scores.tolist(), c.logits.tobytes(), [c.logits_of(i).tobytes() for i in range(len(c))], c.source, c.geometry,
                 s.compact_mask.counts, s.compact_mask.size,
             )
         )
@@ -84,6 +87,33 @@ def test_every_field_of_every_object_survives_a_reopened_store(project, tiny_eng
     restored = loaded.segment(workspace.segments[0].id)
     assert restored.compact_mask.counts == before_exclude.mask.counts
     assert np.array_equal(restored.candidates.logits_of(restored.pick), before_exclude.candidates.logits_of(before_exclude.pick))
+
+
+def _format_1_blob(state) -> bytes:
+    """A state as the first release wrote it: every array zlib-compressed whole, the picked candidate twice."""
+    blob = state_to_bytes(state)
+    header = json.loads(blob[4 : 4 + struct.unpack_from("<I", blob)[0]])
+    header["format"] = 1
+    c = state.candidates
+    arrays = [("logits", c.logits, {})] + ([("exact", c.exact[1], {"index": c.exact[0]})] if c.exact else [])
+    header["arrays"], body = [], b""
+    for name, array, extra in arrays:
+        packed = zlib.compress(np.ascontiguousarray(array).tobytes(), 1)
+        header["arrays"].append({"dtype": array.dtype.str, "shape": list(array.shape), "name": name, "bytes": len(packed)} | extra)
+        body += packed
+    head = json.dumps(header).encode()
+    return struct.pack("<I", len(head)) + head + body
+
+
+def test_states_saved_by_the_first_release_read_the_same(project, tiny_engine):
+    store, record, image = project
+    workspace, _ = _worked(store, record, image, tiny_engine, A, P)
+    state = workspace.segments[0].state.compacted()
+    old, new = state_from_bytes(_format_1_blob(state)), state_from_bytes(state_to_bytes(state))
+    assert old.candidates.logits.tobytes() == new.candidates.logits.tobytes() == state.candidates.logits.tobytes()
+    assert old.candidates.exact[0] == new.candidates.exact[0] == state.pick
+    assert old.candidates.exact[1].tobytes() == new.candidates.exact[1].tobytes() == state.candidates.exact[1].tobytes()
+    assert old.mask.counts == new.mask.counts == state.mask.counts
 
 
 def test_a_save_writes_only_what_changed_and_drops_unused_history(project, tiny_engine):
