@@ -81,12 +81,19 @@ def load_image(data: bytes, name: str = "image", max_pixels: int = 50_000_000) -
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def load_image_file(path: str | os.PathLike[str], max_pixels: int = 50_000_000) -> LoadedImage:
-    """Decode an image file, streaming it so a huge non-image costs nothing."""
-    name = os.path.basename(os.fspath(path))
+def load_image_file(
+    path: str | os.PathLike[str], max_pixels: int = 50_000_000, name: str | None = None, content_hash: str | None = None
+) -> LoadedImage:
+    """Decode an image file, streaming it so a huge non-image costs nothing.
+
+    ``content_hash`` is the hash of its pixels when it is already known (a
+    file stored under it): hashing 12 MP again would take longer than a
+    third of the decode.
+    """
+    name = name or os.path.basename(os.fspath(path))
     try:
         with open(path, "rb") as fp:
-            return _decode(fp, name, max_pixels)
+            return _decode(fp, name, max_pixels, content_hash)
     except OSError as exc:
         raise ImageError(f"{name} cannot be opened ({exc.strerror or exc}).") from exc
 
@@ -120,7 +127,7 @@ def thumbnail_jpeg(image: np.ndarray, max_side: int = 160) -> bytes:
     return buffer.getvalue()
 
 
-def _decode(fp: IO[bytes], name: str, max_pixels: int) -> LoadedImage:
+def _decode(fp: IO[bytes], name: str, max_pixels: int, content_hash: str | None = None) -> LoadedImage:
     """Open, size-check, decode and normalise, mapping every failure to ImageError."""
     if fp.read(1) == b"":
         raise ImageError(f"{name} is empty (0 bytes), so there is no image to read.")
@@ -149,7 +156,10 @@ def _decode(fp: IO[bytes], name: str, max_pixels: int) -> LoadedImage:
         # ValueError, EOFError, struct.error, zlib.error…
         reason = str(exc) or type(exc).__name__
         raise ImageError(f"{name} is damaged or incomplete and cannot be decoded ({reason}).") from exc
-    return LoadedImage.from_array(rgb, name)
+    # The decoded array is this image's own: frozen as it is, not copied again.
+    rgb = np.ascontiguousarray(rgb)
+    rgb.flags.writeable = False
+    return LoadedImage(rgb, content_hash or pixel_hash(rgb), name)
 
 
 def _check_size(name: str, pixels: int, max_pixels: int) -> None:
@@ -178,7 +188,7 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(im.convert("RGB"))
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 
 def _gray_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:

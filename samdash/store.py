@@ -27,6 +27,7 @@ from pathlib import Path
 
 from samdash.drawings import Applied, Workspace
 from samdash.errors import SamdashError
+from samdash.imaging import LoadedImage, load_image_file
 from samdash.records import shape_from_json, shape_to_json, state_from_bytes, state_to_bytes
 from samdash.render import hex_to_rgb, rgb_to_hex
 from samdash.segments import Segment, SegmentState
@@ -372,6 +373,13 @@ class Store:
 
     def image_path(self, image: ImageInfo) -> Path:
         return self.data_dir / image.file
+
+    def load_image(self, image: ImageInfo, max_pixels: int) -> LoadedImage:
+        """A stored image decoded, its pixels known by the hash they were stored under."""
+        path = self.image_path(image)
+        if not path.is_file():
+            raise StoreError(f"The file of {image.name} is missing from the data directory ({path}); restore it from a backup.")
+        return load_image_file(path, max_pixels, name=image.name, content_hash=image.content_hash)
 
     def thumbnail_path(self, content_hash: str) -> Path:
         return self.data_dir / "thumbnails" / f"{content_hash}.jpg"

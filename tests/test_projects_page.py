@@ -133,6 +133,6 @@ def test_an_image_whose_file_is_gone_is_explained_and_the_others_open(tiny_page_
     store, project = _project_with_images(tiny_page_env, 2)
     store.image_path(store.images(project)[1]).unlink()
     at = open_app({"project": project, "image": "2"})
-    assert any("opening image-1.png" in e.value for e in at.error)
+    assert any("The file of image-1.png is missing" in e.value for e in at.error)
     at = open_app({"project": project, "image": "1"})
     assert at.session_state["samdash"].image.name == "image-0.png" and not at.error

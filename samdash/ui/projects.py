@@ -15,7 +15,7 @@ import streamlit as st
 
 from samdash.config import Settings
 from samdash.errors import SamdashError
-from samdash.imaging import LoadedImage, load_image, thumbnail_jpeg
+from samdash.imaging import LoadedImage, thumbnail_jpeg
 from samdash.store import ImageInfo, ProjectInfo, Store, StoreError
 from samdash.ui.feedback import explain
 from samdash.ui.state import SessionData, session, show
@@ -41,7 +41,7 @@ def open_image(store: Store, info: ImageInfo) -> None:
     current image stays."""
     settings: Settings = st.session_state["settings"]
     try:
-        image = load_image(store.image_path(info).read_bytes(), name=info.name, max_pixels=settings.max_image_pixels)
+        image = store.load_image(info, settings.max_image_pixels)
         workspace, saved = store.load_workspace(info)
     except (SamdashError, OSError) as exc:
         st.session_state["open_error"] = explain(exc, f"opening {info.name}")

@@ -37,7 +37,7 @@ from samdash.config import Settings
 from samdash.drawings import Workspace
 from samdash.encode_queue import URGENT, encode_ahead, shared
 from samdash.engine import Embedding, Segmenter, cached_embedding
-from samdash.imaging import LoadedImage, load_image
+from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.store import ImageInfo, Store
 from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
@@ -265,6 +265,6 @@ def _encode_next(store: Store, segmenter: Segmenter) -> None:
     settings: Settings = st.session_state["settings"]
 
     def loader(info: ImageInfo) -> Callable[[], np.ndarray]:
-        return lambda: load_image(store.image_path(info).read_bytes(), info.name, settings.max_image_pixels).rgb
+        return lambda: store.load_image(info, settings.max_image_pixels).rgb
 
     encode_ahead(segmenter, [(info.content_hash, loader(info)) for info in images[index + 1 : index + 1 + ENCODE_AHEAD]])
