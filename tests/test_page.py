@@ -160,6 +160,38 @@ def test_leaving_an_image_before_its_encode_starts_cancels_that_encode(app):
         release.set()
 
 
+def _layout(node) -> object:
+    """The kinds of blocks and elements a run lays out, in order; the encoder's slot counts as one, whatever it holds."""
+    children = getattr(node, "children", None)
+    if children is None:
+        return type(node).__name__
+    if getattr(node, "key", None) == "encoding":
+        return "encoding slot"
+    return type(node).__name__, tuple(_layout(child) for _, child in sorted(children.items()))
+
+
+def _find(node, key: str):
+    if getattr(node, "key", None) == key:
+        return node
+    for child in (getattr(node, "children", None) or {}).values():
+        if (found := _find(child, key)) is not None:
+            return found
+    return None
+
+
+def test_the_working_area_keeps_its_layout_while_an_image_is_encoded(app):
+    """What comes and goes (the encoder's status) has a slot of its own: everything else stays at its place,
+    or a browser holding one run's layout fails on the next run's messages, and a moved canvas loses its drawing."""
+    shared.submit(URGENT, object(), lambda: time.sleep(1.5))  # another session's image holds the encoder a while
+    app.selectbox(key="sample").select("Coffee cup").run(timeout=60)
+    assert not app.exception
+    waiting = _layout(app.main)
+    assert _find(app.main, "encoding").children, "the encoder's status should show while the image waits"
+    app.run()
+    assert not _find(app.main, "encoding").children
+    assert _layout(app.main) == waiting
+
+
 def test_an_exclude_point_with_no_object_is_explained(app):
     draw(app, circle(100, 60, EXCLUDE_COLOR))
     assert app.session_state["samdash"].workspace.segments == []

@@ -1,9 +1,6 @@
 """The working area: canvas on the left, outlined result on the right, candidates and objects below.
 
-It is one ``st.fragment``, so a drawing reruns this area, not the page. While
-the image is encoded, a run lays out the canvas first and waits for the encode
-at its end: Streamlit holds a drawing made meanwhile (a rerun of a fragment
-never interrupts a run) and hands it to the run that follows the encode.
+It is one ``st.fragment``, so a drawing reruns this area, not the page.
 
 Every run lays out the same skeleton: the same blocks and elements at the same
 places, whether the image is being encoded, has just failed to encode, or is
@@ -34,8 +31,6 @@ from concurrent.futures import CancelledError, Future
 
 import numpy as np
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
-from streamlit.errors import StreamlitAPIException
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.config import Settings
@@ -49,7 +44,7 @@ from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
 from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
-from samdash.ui.feedback import described, reported
+from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.autosave import Replaced, autosave, catch_up
@@ -70,18 +65,9 @@ MODES = {
 }
 
 
-def _ask_encode(segmenter: Segmenter, image: LoadedImage) -> Future[Embedding]:
-    """Encodes run beside the script thread; this image goes before encode-ahead, and one already queued (by this
-    session, another one, or ahead of time) is the same encode."""
-    key = (segmenter.cache_id, image.content_hash)
-    future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
-    session().encode = (key, future)
-    return future
-
-
-def _embedding(segmenter: Segmenter, image: LoadedImage) -> Embedding | None:
-    """The image's embedding, or None while it is being encoded: the canvas is shown and takes drawings meanwhile,
-    and the run waits for the encode at its end (``_await_encode``)."""
+def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
+    """The image's embedding; a cached one returns at once, a first encode shows its progress (in the current
+    container: the caller's fixed slot)."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
     earlier = data.encode
@@ -91,43 +77,34 @@ def _embedding(segmenter: Segmenter, image: LoadedImage) -> Embedding | None:
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    future = earlier[1] if earlier is not None and not earlier[1].cancelled() else _ask_encode(segmenter, image)
+
+    def ask() -> Future[Embedding]:
+        """Encodes run beside the script thread, so the page can show elapsed time; this image goes before
+        encode-ahead, and one already queued (by this session, another one, or ahead of time) is the same encode."""
+        future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
+        data.encode = (key, future)
+        return future
+
+    future = ask()
     try:
-        return future.result(timeout=0.3)  # a quick encode shows no progress at all
+        return future.result(timeout=0.3)
     except (TimeoutError, CancelledError):
-        return None
-    except Exception:
-        data.encode = None  # the next run (a drawing, a click) tries again
-        raise
-
-
-def _await_encode(slot: DeltaGenerator, segmenter: Segmenter, image: LoadedImage) -> None:
-    """Show the encode's progress in ``slot`` until it is done, then run the area again with the embedding.
-
-    Drawings made meanwhile reach the server as fragment reruns, which wait for this run to end: the run that
-    follows gets them with the embedding, and segments them. A click outside the area (another image, the
-    sidebar) stops this run at the next progress update.
-    """
-    future = session().encode[1]
-    waiting = "Waiting for the encoder, busy with another image…"
+        pass
+    waiting = "Waiting for the encoder, busy with another request…"
     encoding = f"Encoding the image with {segmenter.name} (once per image)…"
-    start, started = time.monotonic(), None
-    while not future.done() or future.cancelled():
-        if future.cancelled():  # another session waiting for this image has left it before its encode began
-            future = _ask_encode(segmenter, image)
-        if started is None and future.running():
-            started = time.monotonic()
-        label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
-        slot.info(f"{label}. You can draw already: drawings are segmented once it is done.", icon=":material/hourglass_top:")
-        time.sleep(0.5)
-    if future.exception() is not None:
-        session().encode = None
-        slot.error(described(future.exception(), "encoding the image"), icon="⚠️")
-        return
-    try:
-        st.rerun(scope="fragment")
-    except StreamlitAPIException:  # this area runs within a run of the whole page, which must then run again
-        st.rerun()
+    with st.status(encoding if future.running() else waiting) as status:
+        start, started = time.monotonic(), None
+        while not future.done() or future.cancelled():
+            if future.cancelled():  # another session waiting for this image has left it before its encode began
+                future = ask()
+            if started is None and future.running():
+                started = time.monotonic()
+            label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
+            status.update(label=label)
+            time.sleep(0.5)
+        embedding = future.result()
+        status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
+    return embedding
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
@@ -240,11 +217,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     workspace = session().workspace
     segmenter = model.segmenter
     embedding = None
-    # The encoder's progress and an encoding error appear in this slot; the rest of the area keeps its places.
-    with st.container(key="encoding"):
-        encoding_slot = st.empty()
-        with reported("encoding the image"):
-            embedding = _embedding(segmenter, image)
+    # The encoder's status and an encoding error appear in this slot; the rest of the area keeps its places.
+    with st.container(key="encoding"), reported("encoding the image"):
+        embedding = _embed(segmenter, image)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
@@ -276,9 +251,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
     autosave(store, save_status)
-    if embedding is None and session().encode is not None:
-        _await_encode(encoding_slot, segmenter, image)
-    elif embedding is not None and store is not None:
+    if embedding is not None and store is not None:
         _encode_next(store, segmenter)
 
 
