@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Page
 
-CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+# Only a canvas one can see: while a run replaces the canvas, the one it replaces stays in the page, hidden.
+CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas:visible"
 RESULT_IMAGE = ".st-key-result [data-testid=stImage] img"
 
 

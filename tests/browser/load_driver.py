@@ -30,7 +30,7 @@ from tests.browser.harness import choose_mode, result_pixels, settled_box, uploa
 
 Box = tuple[float, float, float, float]
 # What a person aims at: the image on the canvas (its drawing layer is meant to lie exactly on top of it).
-IMAGE = "[data-testid=stBidiComponentIsolated] canvas.dc-background-canvas"
+IMAGE = "[data-testid=stBidiComponentIsolated] canvas.dc-background-canvas:visible"
 
 # Times in the browser's own clock, from the mouse-up to the next new result image decoded and painted (an image
 # that changes before the mouse-up, from a rerun still under way, does not count).
