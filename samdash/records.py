@@ -146,3 +146,28 @@ def shape_to_json(shape: Shape) -> str:
 def shape_from_json(text: str) -> Shape:
     saved = json.loads(text)
     return Shape(saved["kind"], np.asarray(saved["points"], np.float64).reshape(-1, 2), int(saved["label"]), saved["raw"])
+
+
+# An outline of more points than this (a speckled mask) is not kept: tracing it again is cheaper than storing it.
+MAX_OUTLINE_POINTS = 50_000
+_COUNT = struct.Struct("<I")
+
+
+def outline_to_bytes(contours: list[np.ndarray]) -> bytes | None:
+    """Contours as bytes: their lengths, then every point as its step from the one before (small numbers, which
+    compress well); None when there are too many points to be worth keeping."""
+    lengths = [len(c) for c in contours]
+    if sum(lengths) > MAX_OUTLINE_POINTS:
+        return None
+    points = np.concatenate(contours).astype(np.int32) if contours else np.zeros((0, 2), np.int32)
+    steps = np.diff(points, axis=0, prepend=np.zeros((1, 2), np.int32))
+    head = _COUNT.pack(len(lengths)) + np.asarray(lengths, "<u4").tobytes()
+    return head + zlib.compress(steps.astype("<i4").tobytes(), _ZLIB_LEVEL)
+
+
+def outline_from_bytes(blob: bytes) -> list[np.ndarray]:
+    (count,) = _COUNT.unpack_from(blob)
+    lengths = np.frombuffer(blob, "<u4", count, _COUNT.size)
+    steps = np.frombuffer(zlib.decompress(blob[_COUNT.size + 4 * count :]), "<i4").reshape(-1, 2)
+    points = np.cumsum(steps, axis=0, dtype=np.int32)
+    return np.split(points, np.cumsum(lengths)[:-1]) if count else []

@@ -95,6 +95,14 @@ class Segment:
             self._outline = (self.state.mask, contours_of(self.mask))
         return self._outline[1]
 
+    def traced_outline(self) -> list[np.ndarray] | None:
+        """The outline of the picked mask if it has been traced already; None otherwise (nothing is traced here)."""
+        return self._outline[1] if self._outline is not None and self._outline[0] is self.state.mask else None
+
+    def keep_outline(self, contours: list[np.ndarray]) -> None:
+        """The outline of the picked mask, traced earlier (read back with the object), so it is not traced again."""
+        self._outline = (self.state.mask, contours)
+
     def layer(self, color: Color | None = None) -> Layer:
         """What the renderer draws for this object (in its own colour unless another is given)."""
         return Layer(color or self.color, self.outline())

@@ -28,7 +28,14 @@ from pathlib import Path
 from samdash.drawings import Applied, Workspace
 from samdash.errors import SamdashError
 from samdash.imaging import LoadedImage, load_image_file
-from samdash.records import shape_from_json, shape_to_json, state_from_bytes, state_to_bytes
+from samdash.records import (
+    outline_from_bytes,
+    outline_to_bytes,
+    shape_from_json,
+    shape_to_json,
+    state_from_bytes,
+    state_to_bytes,
+)
 from samdash.render import hex_to_rgb, rgb_to_hex
 from samdash.segments import Segment, SegmentState
 
@@ -182,8 +189,13 @@ def _schema_v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v3(db: sqlite3.Connection) -> None:
+    """Each object's outline as last shown, so reopening an image does not trace every mask again."""
+    db.execute("ALTER TABLE objects ADD COLUMN outline BLOB")
+
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2, _schema_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -423,7 +435,8 @@ class Store:
                 for state_id, data in db.execute("SELECT id, data FROM states WHERE image_id = ?", (image.id,))
             }
             objects = db.execute(
-                "SELECT segment_id, name, color, visible, state_id FROM objects WHERE image_id = ? ORDER BY position", (image.id,)
+                "SELECT segment_id, name, color, visible, state_id, outline FROM objects WHERE image_id = ? ORDER BY position",
+                (image.id,),
             ).fetchall()
             drawings = db.execute(
                 "SELECT shape, segment_id, before_id FROM drawings WHERE image_id = ? ORDER BY position", (image.id,)
@@ -433,8 +446,10 @@ class Store:
         saved = SavedImage(image.id, revision, meta=(active_id, next_id))
         saved.state_ids = {state_key(state): (state, state_id) for state_id, state in loaded.items()}
         segments = []
-        for segment_id, name, color, visible, state_id in objects:
+        for segment_id, name, color, visible, state_id, outline in objects:
             segment = Segment(segment_id, name, hex_to_rgb(color), loaded[state_id], bool(visible))
+            if outline is not None:
+                segment.keep_outline(outline_from_bytes(outline))
             segments.append(segment)
             saved.objects[segment_id] = _object_record(segment)
         applied = tuple(
@@ -483,11 +498,14 @@ class Store:
                 for sid in removed:
                     db.execute("DELETE FROM objects WHERE image_id = ? AND segment_id = ?", (saved.image_id, sid))
                 positions = {segment.id: index for index, segment in enumerate(workspace.segments)}
+                # Outlines the page has traced already are kept with the object; none is traced just to be saved.
+                outlines = {segment.id: segment.traced_outline() for segment in workspace.segments}
                 for sid in changed:
                     state, name, color, visible = objects[sid]
                     db.execute(
-                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state)),
+                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
+                         outline_to_bytes(outlines[sid]) if outlines.get(sid) is not None else None),
                     )
                 if drawings_changed:
                     db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))

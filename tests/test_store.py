@@ -18,8 +18,10 @@ import pytest
 
 from samdash.canvas import BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
+from samdash.engine import EmbeddingCache
+from samdash.grabcut import GrabCutEngine
 from samdash.imaging import LoadedImage
-from samdash.records import state_from_bytes, state_to_bytes
+from samdash.records import MAX_OUTLINE_POINTS, outline_from_bytes, outline_to_bytes, state_from_bytes, state_to_bytes
 from samdash.segments import Segment
 from samdash.store import DB_NAME, SCHEMA_VERSION, Conflict, Store, StoreError
 from tests.test_drawings import A, B, P, X
@@ -300,3 +302,29 @@ def test_a_writer_killed_mid_transaction_leaves_a_readable_store(tmp_path):
     count = sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM projects").fetchone()[0]
     assert count > 202 and (count - 2) % 200 == 0  # only whole transactions landed
     assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_an_outline_shown_is_kept_with_its_object_and_not_traced_again(project):
+    store, record, image = project
+    engine = GrabCutEngine(EmbeddingCache(64 << 20))  # clean outlines (the random SAM's masks are speckled)
+    workspace, saved = store.load_workspace(record)
+    embedding = engine.embed(image.rgb, image.content_hash)
+    shapes = shapes_from_canvas({"objects": [A, B]}, SAME_SIZE)
+    workspace.sync(shapes, engine, embedding, (image.width, image.height))
+    shown = workspace.segments[0].outline()  # the page traces what it draws; the second object is not drawn
+    store.save_workspace(workspace, saved)
+
+    reopened = Store(store.data_dir)
+    loaded, _ = reopened.load_workspace(reopened.image(record.id))
+    kept = loaded.segments[0].traced_outline()
+    assert kept is not None and [c.tolist() for c in kept] == [c.tolist() for c in shown]
+    assert loaded.segments[1].traced_outline() is None  # traced when it is first drawn
+    assert [c.tolist() for c in loaded.segments[1].outline()] == [c.tolist() for c in workspace.segments[1].outline()]
+
+
+def test_outlines_round_trip_and_a_speckled_one_is_not_kept():
+    rng = np.random.default_rng(0)
+    contours = [rng.integers(0, 4000, size=(n, 2)).astype(np.int32) for n in (1, 7, 300)]
+    assert [c.tolist() for c in outline_from_bytes(outline_to_bytes(contours))] == [c.tolist() for c in contours]
+    assert outline_from_bytes(outline_to_bytes([])) == []
+    assert outline_to_bytes([np.zeros((MAX_OUTLINE_POINTS + 1, 2), np.int32)]) is None
