@@ -84,32 +84,27 @@ def test_two_tabs_on_one_image_keep_each_others_objects(browser, tiny_checkpoint
                 wait_for_run(page)
                 wait_for_canvas(page)
 
+            def box_saved(page, start, end, objects: int, shot: str):
+                """Draw a box in ``page``; once its object is listed there, what the store holds (checked whole)."""
+                draw_box(page, start, end, image_size=SIZE)
+                wait_for_objects(page, objects, timeout=60)
+                wait_for_run(page)
+                page.screenshot(path=artifacts / shot, full_page=True)
+                stored, _ = _stored(data_dir, image_id)
+                _assert_whole(stored)
+                assert len(stored.segments) == objects
+                return stored
+
             # Tab A makes an object: it is saved at once.
-            draw_box(a, (60, 100), (260, 300), image_size=SIZE)
-            wait_for_objects(a, 1)
-            wait_for_run(a)
-            stored, _ = _stored(data_dir, image_id)
-            assert len(stored.segments) == 1
+            box_saved(a, (60, 100), (260, 300), 1, "two-tabs-a-after-its-box.png")
 
             # Tab B, which still shows the image without it, draws its own box: it gets A's object and keeps its own.
-            draw_box(b, (370, 110), (550, 330), image_size=SIZE)
-            wait_for_objects(b, 2, timeout=60)
-            wait_for_run(b)
-            b.screenshot(path=artifacts / "two-tabs-b-after-its-box.png", full_page=True)
-            stored, _ = _stored(data_dir, image_id)
-            _assert_whole(stored)
-            assert len(stored.segments) == 2
+            stored = box_saved(b, (370, 110), (550, 330), 2, "two-tabs-b-after-its-box.png")
             boxes = sorted(tuple(np.round(s.prompt.box).astype(int)) for s in stored.segments)
             assert boxes[0][0] < 100 and boxes[1][0] > 300, boxes  # A's box on the left, B's on the right
 
             # Back in A, which now lags behind: its next drawing lands on top of both.
-            draw_box(a, (20, 20), (120, 90), image_size=SIZE)
-            wait_for_objects(a, 3, timeout=60)
-            wait_for_run(a)
-            a.screenshot(path=artifacts / "two-tabs-a-after-its-second-box.png", full_page=True)
-            stored, _ = _stored(data_dir, image_id)
-            _assert_whole(stored)
-            assert len(stored.segments) == 3
+            stored = box_saved(a, (20, 20), (120, 90), 3, "two-tabs-a-after-its-second-box.png")
             names = sorted(segment.name for segment in stored.segments)
 
             # A reload of either tab shows what the store holds.
