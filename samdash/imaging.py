@@ -52,11 +52,17 @@ class LoadedImage:
     def from_array(cls, rgb: np.ndarray, name: str = "image") -> LoadedImage:
         """Wrap an (H, W, 3) uint8 array; it is copied so later edits to the
         caller's array cannot change the pixels behind the hash."""
+        return cls.owning(np.array(rgb, order="C", copy=True), name)
+
+    @classmethod
+    def owning(cls, rgb: np.ndarray, name: str, content_hash: str | None = None) -> LoadedImage:
+        """Wrap an (H, W, 3) uint8 array nobody else holds (a decoder's output): frozen as it is, not copied;
+        hashed unless ``content_hash`` says what its pixels hash to already."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
-        frozen = np.array(rgb, dtype=np.uint8, order="C", copy=True)
-        frozen.flags.writeable = False
-        return cls(rgb=frozen, content_hash=pixel_hash(frozen), name=name)
+        rgb = np.ascontiguousarray(rgb)
+        rgb.flags.writeable = False
+        return cls(rgb=rgb, content_hash=content_hash or pixel_hash(rgb), name=name)
 
     @property
     def width(self) -> int:
@@ -156,10 +162,7 @@ def _decode(fp: IO[bytes], name: str, max_pixels: int, content_hash: str | None 
         # ValueError, EOFError, struct.error, zlib.error…
         reason = str(exc) or type(exc).__name__
         raise ImageError(f"{name} is damaged or incomplete and cannot be decoded ({reason}).") from exc
-    # The decoded array is this image's own: frozen as it is, not copied again.
-    rgb = np.ascontiguousarray(rgb)
-    rgb.flags.writeable = False
-    return LoadedImage(rgb, content_hash or pixel_hash(rgb), name)
+    return LoadedImage.owning(rgb, name, content_hash)
 
 
 def _check_size(name: str, pixels: int, max_pixels: int) -> None:

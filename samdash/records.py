@@ -153,9 +153,11 @@ MAX_OUTLINE_POINTS = 50_000
 _COUNT = struct.Struct("<I")
 
 
-def outline_to_bytes(contours: list[np.ndarray]) -> bytes | None:
+def outline_to_bytes(contours: list[np.ndarray] | None) -> bytes | None:
     """Contours as bytes: their lengths, then every point as its step from the one before (small numbers, which
-    compress well); None when there are too many points to be worth keeping."""
+    compress well); None for no outline, or one of too many points to be worth keeping."""
+    if contours is None:
+        return None
     lengths = [len(c) for c in contours]
     if sum(lengths) > MAX_OUTLINE_POINTS:
         return None

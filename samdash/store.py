@@ -505,7 +505,7 @@ class Store:
                     db.execute(
                         "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
-                         outline_to_bytes(outlines[sid]) if outlines.get(sid) is not None else None),
+                         outline_to_bytes(outlines[sid])),
                     )
                 if drawings_changed:
                     db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))

@@ -70,10 +70,9 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
     container: the caller's fixed slot)."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
-    earlier = data.encode
-    if earlier is not None and earlier[0] != key:
-        earlier[1].cancel()  # an image this session has left: if its encode has not started, it never will
-        earlier = data.encode = None
+    if data.encode is not None and data.encode[0] != key:
+        data.encode[1].cancel()  # an image this session has left: if its encode has not started, it never will
+        data.encode = None
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
