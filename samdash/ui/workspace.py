@@ -31,6 +31,7 @@ from concurrent.futures import CancelledError, Future
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.config import Settings
@@ -53,6 +54,8 @@ from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
 
+# One line of caption: the status line never grows, so nothing below it moves.
+STATUS_LINE_PX = 24
 # Images after the current one encoded in the background.
 ENCODE_AHEAD = 2
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -65,9 +68,8 @@ MODES = {
 }
 
 
-def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
-    """The image's embedding; a cached one returns at once, a first encode shows its progress (in the current
-    container: the caller's fixed slot)."""
+def _embed(segmenter: Segmenter, image: LoadedImage, status: DeltaGenerator) -> Embedding:
+    """The image's embedding; a cached one returns at once, a first encode shows its progress on the status line."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
     if data.encode is not None and data.encode[0] != key:
@@ -85,25 +87,21 @@ def _embed(segmenter: Segmenter, image: LoadedImage) -> Embedding:
         return future
 
     future = ask()
-    try:
-        return future.result(timeout=0.3)
-    except (TimeoutError, CancelledError):
-        pass
-    waiting = "Waiting for the encoder, busy with another request…"
-    encoding = f"Encoding the image with {segmenter.name} (once per image)…"
-    with st.status(encoding if future.running() else waiting) as status:
-        start, started = time.monotonic(), None
-        while not future.done() or future.cancelled():
-            if future.cancelled():  # another session waiting for this image has left it before its encode began
-                future = ask()
-            if started is None and future.running():
-                started = time.monotonic()
-            label = f"{encoding} {time.monotonic() - started:.0f} s" if started else f"{waiting} {time.monotonic() - start:.0f} s"
-            status.update(label=label)
-            time.sleep(0.5)
-        embedding = future.result()
-        status.update(label=f"Image encoded in {embedding.encode_seconds:.1f} s", state="complete", expanded=False)
-    return embedding
+    start, started, wait = time.monotonic(), None, 0.3
+    while True:
+        try:
+            return future.result(timeout=wait)
+        except CancelledError:  # another session waiting for this image has left it before its encode began
+            future = ask()
+        except TimeoutError:
+            pass
+        wait = 0.5
+        if started is None and future.running():
+            started = time.monotonic()
+        if started is not None:
+            status.caption(f"⏳ Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - started:.0f} s")
+        else:
+            status.caption(f"⏳ Waiting for the encoder, busy with another request… {time.monotonic() - start:.0f} s")
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
@@ -216,9 +214,11 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     workspace = session().workspace
     segmenter = model.segmenter
     embedding = None
-    # The encoder's status and an encoding error appear in this slot; the rest of the area keeps its places.
-    with st.container(key="encoding"), reported("encoding the image"):
-        embedding = _embed(segmenter, image)
+    # The status line (the encoder's progress, then what the encode and the last prompt took) has a fixed height:
+    # a canvas that moves while the analyst draws puts the drawing elsewhere than aimed.
+    status = st.container(key="status-line", height=STATUS_LINE_PX, border=False).empty()
+    with st.container(key="encoding"), reported("encoding the image"):  # where an encoding error appears
+        embedding = _embed(segmenter, image, status)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
@@ -234,14 +234,12 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         with reported("drawing the result"):
             _result(workspace, image, display)
     if embedding is None:
-        waiting = max(0, len(shapes or ()) - len(workspace.applied))
-        drawn = {0: "drawings are", 1: "your drawing is"}.get(waiting, f"your {waiting} drawings are")
-        timing = f"The image is not encoded yet: {drawn} segmented as soon as {segmenter.name} has encoded it."
+        status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
     else:
         timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
         if workspace.last_decode_ms is not None:
             timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
-    st.caption(timing)
+        status.caption(timing)
     with st.container(key="candidates"):
         candidate_picker(workspace, image, segmenter.name)
     with st.container(key="objects"):
