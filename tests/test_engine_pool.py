@@ -3,9 +3,14 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
 from samdash.engine import EmbeddingCache, SamEngine
 from samdash.engine_pool import EnginePool
@@ -87,3 +92,26 @@ def test_the_janitor_clears_a_session_only_after_its_grace_period(scene):
     assert janitor.sweep(active.__contains__, now=1e9 + 121) == ["alice"]
     assert data.image is None and data.workspace is None and not data.cache("resized")
     assert len(pool) == 0
+
+
+def test_the_janitor_lets_streamlit_forget_an_ended_sessions_uploads_and_downloads():
+    """Streamlit drops a disconnected session without shutting it down: the callables of its download buttons
+    (which hold its image) and its uploads would stay for the life of the server."""
+    # Outside a script run Streamlit files everything under one session id.
+    session = "dontcare"
+    files = SimpleNamespace(
+        uploaded_file_mgr=MemoryUploadedFileManager("/_stcore/upload_file"),
+        media_file_mgr=MediaFileManager(MemoryMediaFileStorage("/media")),
+    )
+    image = np.zeros((300, 400, 3), np.uint8)
+    held = weakref.ref(image)
+    files.media_file_mgr.add_deferred(lambda pixels=image: pixels.tobytes(), "image/png", "1.2.3")
+    files.uploaded_file_mgr.add_file(session, UploadedFileRec("f1", "scene.jpg", "image/jpeg", b"x" * 1000))
+    janitor = Janitor(EnginePool(), grace_seconds=120, files=lambda: files)
+    janitor.track(session, SessionData())
+    del image
+    gc.collect()
+    assert held() is not None and files.uploaded_file_mgr.get_files(session, ["f1"])
+    assert janitor.sweep(lambda _: False, now=1e12) == [session]
+    assert held() is None
+    assert files.uploaded_file_mgr.get_files(session, ["f1"]) == []

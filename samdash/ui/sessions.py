@@ -2,8 +2,10 @@
 
 Streamlit keeps a disconnected session for ``server.disconnectedSessionTTL``
 seconds, so that a reconnect (a network blip, a laptop waking) resumes it, and
-then forgets it only lazily, when another session connects. A janitor thread
-clears each session's image, objects and caches, and releases its model,
+then drops it without shutting it down: the session's uploaded files and the
+callables of its download buttons (which hold its image and objects) stay in
+Streamlit's file managers for the life of the server. A janitor thread clears
+each session's image, objects and caches, releases its model and its files,
 once it has been gone that long, then returns the freed memory to the system.
 """
 
@@ -13,9 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import streamlit as st
 from streamlit import runtime
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.uploaded_file_manager import UploadedFileManager
 
 from samdash.engine_pool import EnginePool
 from samdash.memory import give_back
@@ -30,10 +35,22 @@ class _Tracked:
     last_seen: float
 
 
+class FileManagers(Protocol):
+    """Where Streamlit keeps a session's uploads and its download buttons' files: its runtime."""
+
+    uploaded_file_mgr: UploadedFileManager
+    media_file_mgr: MediaFileManager
+
+
+def _streamlit_runtime() -> FileManagers | None:
+    return runtime.get_instance() if runtime.exists() else None
+
+
 class Janitor:
-    def __init__(self, pool: EnginePool, grace_seconds: float) -> None:
+    def __init__(self, pool: EnginePool, grace_seconds: float, files: Callable[[], FileManagers | None] = _streamlit_runtime) -> None:
         self.pool = pool
         self.grace_seconds = grace_seconds
+        self.files = files
         self._sessions: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -58,9 +75,20 @@ class Janitor:
         for session_id, data in ended:
             data.clear()
             self.pool.release(session_id)
+            self._forget_files(session_id)
         if ended:
             give_back()
         return [session_id for session_id, _ in ended]
+
+    def _forget_files(self, session_id: str) -> None:
+        """What Streamlit's shutdown of a session would release: its uploads, and its download buttons' files and
+        callables (both managers are safe to call from any thread)."""
+        managers = self.files()
+        if managers is None:
+            return
+        managers.uploaded_file_mgr.remove_session_files(session_id)
+        managers.media_file_mgr.clear_session_refs(session_id)
+        managers.media_file_mgr.remove_orphaned_files()
 
     def _run(self) -> None:
         while True:
