@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,17 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time used so far by one process (user + system), or by the whole machine (all processes, not idle)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in cpu[:8])
+    return (user + nice + system + irq + softirq + steal) / ticks
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -136,10 +148,14 @@ def main() -> None:
             alone = run_session(served.url, plan_for(0, args.sessions, width, height, args.boxes, args.points, seed=1),
                                 artifacts=args.artifacts, echo=True)
             _say("alone   " + _describe(alone))
+            single_rss = rss.read()
             plans = [plan_for(i, args.sessions, width, height, args.boxes, args.points) for i in range(args.sessions)]
             _say(f"starting {args.sessions} sessions together")
             started = time.monotonic()
+            server_cpu, machine_cpu = _cpu_seconds(served.pid), _cpu_seconds()
             reports = run_sessions(served.url, plans, timeout=args.timeout, artifacts=args.artifacts, echo=True)
+            server_cpu, machine_cpu = _cpu_seconds(served.pid) - server_cpu, _cpu_seconds() - machine_cpu
+            load_seconds = time.monotonic() - started
             _say(f"all sessions closed after {time.monotonic() - started:.0f} s")
             for report in reports:
                 _say("  " + _describe(report))
@@ -167,9 +183,13 @@ def main() -> None:
         single_session_completed=alone.completed,
         tracebacks=log.count("Traceback"),
         prompt_latency_ms={"single": _percentiles(alone.latencies_ms), "load": _percentiles(load_latencies)},
+        server_rss_after_single_mb=round(single_rss),
         server_peak_rss_mb=round(peak),
         server_rss_after_close_mb=round(after_close),
         linger_s=args.linger,
+        # Where the machine's CPU went while the sessions ran: the browsers run on the same cores as the server.
+        cpu_seconds={"server": round(server_cpu), "everything": round(machine_cpu), "wall": round(load_seconds),
+                     "cores": os.cpu_count()},
     )
     if summary["tracebacks"]:
         first = log.index("Traceback")

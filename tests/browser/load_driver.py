@@ -55,6 +55,22 @@ _ARM = """
     });
 }
 """
+# Every layout shift of the page (Chromium's Layout Instability API), with the elements that moved: a drawing made
+# while the canvas moves lands elsewhere than the person aimed.
+_WATCH_SHIFTS = """
+window.__shifts = [];
+new PerformanceObserver(list => {
+    for (const entry of list.getEntries()) {
+        const moved = (entry.sources || []).map(s => {
+            const node = s.node;
+            const name = node ? (node.dataset?.testid || (typeof node.className === 'string' && node.className.split(' ')[0])
+                                 || node.nodeName) : '?';
+            return `${name} y ${Math.round(s.previousRect.y)}→${Math.round(s.currentRect.y)}`;
+        });
+        window.__shifts.push(`${Math.round(entry.startTime)} ms: ${moved.join(', ')}`);
+    }
+}).observe({type: 'layout-shift', buffered: true});
+"""
 _SHOWN = "ms => Promise.race([window.__shown, new Promise(r => setTimeout(() => r(null), ms))])"
 
 
@@ -174,14 +190,20 @@ def on_image(page: Page, xy: tuple[float, float], size: tuple[int, int]) -> tupl
     return box["x"] + xy[0] * box["width"] / size[0], box["y"] + xy[1] * box["height"] / size[1]
 
 
-def drag_box(page: Page, box: Box, size: tuple[int, int]) -> None:
-    """Drag a box over the image shown on the canvas, from corner to corner (image pixels)."""
+def drag_box(page: Page, box: Box, size: tuple[int, int]) -> tuple[float, float]:
+    """Drag a box over the image shown on the canvas, from corner to corner (image pixels); return how far the
+    image moved on the page meanwhile (0, 0 when it stayed where it was aimed at)."""
+    before = page.locator(IMAGE).first.bounding_box()
     x0, y0 = on_image(page, box[:2], size)
     x1, y1 = on_image(page, box[2:], size)
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move(x1, y1, steps=12)
     page.mouse.up()
+    after = page.locator(IMAGE).first.bounding_box()
+    if before is None or after is None:
+        return 0.0, 0.0
+    return after["x"] - before["x"], after["y"] - before["y"]
 
 
 def _canvas_aspect(page: Page) -> float:
@@ -307,6 +329,7 @@ def run_session(
         page.on("pageerror", lambda exc: error(f"pageerror: {exc}"))
         page.on("console", lambda msg: error(f"console: {msg.text}") if msg.type == "error" else None)
         page.on("websocket", lambda ws: ws.on("close", lambda _: report.log(start, "websocket closed")))
+        page.add_init_script(_WATCH_SHIFTS)
         runs = _Runs()
         runs.watch(page)
         if instrument is not None:
@@ -329,8 +352,8 @@ def run_session(
             expected = 0  # objects the page should list by now
             for i, box in enumerate(plan.boxes):
                 page.evaluate(_ARM)
-                drag_box(page, box, plan.size)
-                report.log(start, f"box {i + 1} drawn")
+                moved = drag_box(page, box, plan.size)
+                report.log(start, f"box {i + 1} drawn" + (f", but the image moved by {moved} meanwhile" if any(moved) else ""))
                 expected += 1
                 try:
                     _until(lambda: _objects_count(page) >= expected, prompt_timeout, "no object", report=report)
@@ -366,6 +389,8 @@ def run_session(
             report.own_objects = report.objects == len(plan.boxes) and outside < 0.02 and all(n > 0 for n in per_box)
             report.log(start, f"{report.objects} objects, {outside:.1%} of the outline outside its boxes, per box {per_box}")
             report.completed = True
+            for shift in page.evaluate("window.__shifts"):
+                report.log(start, f"layout shift at {shift}")
         except Exception as exc:  # noqa: BLE001 - a session's failure is part of the measurement
             report.failure = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             report.log(start, "FAILED " + traceback.format_exc(limit=3).replace("\n", " | ")[-600:])
