@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from samdash.bench import build_model  # noqa: E402
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_from_canvas  # noqa: E402
 from samdash.drawings import Workspace  # noqa: E402
-from samdash.engine import EmbeddingCache, SamEngine  # noqa: E402
+from samdash.engine import EmbeddingCache  # noqa: E402
+from samdash.sam_engine import SamEngine  # noqa: E402
 from samdash.grabcut import GrabCutEngine  # noqa: E402
 from samdash.memory import give_back, rss_bytes  # noqa: E402
 

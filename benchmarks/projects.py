@@ -64,7 +64,8 @@ from samdash.bench import build_model, gemm_gflops  # noqa: E402
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, shapes_from_canvas  # noqa: E402
 from samdash.drawings import Applied, Workspace  # noqa: E402
 from samdash.embedding_disk import DiskEmbeddings  # noqa: E402
-from samdash.engine import Embedding, EmbeddingCache, SamEngine  # noqa: E402
+from samdash.engine import Embedding, EmbeddingCache  # noqa: E402
+from samdash.sam_engine import SamEngine  # noqa: E402
 from samdash.imaging import load_image, pixel_hash, thumbnail_jpeg  # noqa: E402
 from samdash.masks import CompactMask  # noqa: E402
 from samdash.records import state_to_bytes  # noqa: E402

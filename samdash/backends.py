@@ -37,7 +37,7 @@ from segment_anything.modeling.image_encoder import (
     window_unpartition,
 )
 
-from samdash.engine import ImageEncoder
+from samdash.sam_engine import ImageEncoder
 from samdash.errors import SamdashError
 
 BACKENDS = ("eager", "sdpa", "openvino")

@@ -52,7 +52,8 @@ from segment_anything.modeling.image_encoder import Attention
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from samdash.backends import available_backends, default_backend, make_encoder
-from samdash.engine import Embedding, EmbeddingCache, SamEngine, upscale
+from samdash.engine import Embedding, EmbeddingCache, upscale
+from samdash.sam_engine import SamEngine
 from samdash.everything import EverythingParams, segment_everything
 from samdash.imaging import display_copy
 from samdash.masks import CompactMask

@@ -16,13 +16,14 @@ from typing import TextIO
 
 from samdash.config import Settings
 from samdash.download import progress_text
-from samdash.engine import Embedding, EmbeddingCache, SamEngine, Segmenter
+from samdash.engine import Embedding, EmbeddingCache, Segmenter
+from samdash.sam_engine import SamEngine
 from samdash.errors import SamdashError
 from samdash.everything import EverythingParams, segment_everything
 from samdash.export import FORMATS, export_all
 from samdash.grabcut import GrabCutEngine
 from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image_file, thumbnail_jpeg
-from samdash.models import CATALOGUE, DEFAULT_MODEL, download_checkpoint
+from samdash.checkpoints import CATALOGUE, DEFAULT_MODEL, download_checkpoint
 from samdash.prompts import INCLUDE, box_prompt, inside, point_prompt
 from samdash.segmenter import sam_engine
 from samdash.segments import Segment, SegmentState

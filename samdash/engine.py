@@ -6,29 +6,22 @@ decoder (tens of milliseconds). Embeddings are therefore cached per
 process, and SAM's on disk too (``samdash.embedding_disk``), so a restarted
 process does not encode again. Prompts are decoded without touching shared
 mutable state, so Streamlit's session threads can call one engine at once.
+
+This module holds what every engine shares and needs no PyTorch; SAM's own
+engine is ``samdash.sam_engine``, GrabCut's ``samdash.grabcut``.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 
 from samdash.lru import ByteLRU
 from samdash.prompts import Prompt
-
-if TYPE_CHECKING:
-    from samdash.embedding_disk import DiskEmbeddings
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,24 +55,29 @@ class MaskGeometry:
         return tuple(-(-side * logits_shape[-1] // self.model_side) for side in self.input_size)
 
 
-@torch.inference_mode()
 def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
     """A full-size boolean mask from one low-resolution logit map.
 
     For SAM this is its own post-processing (``Sam.postprocess_masks`` and
-    its threshold of 0), so masks match ``SamPredictor`` exactly.
+    its threshold of 0), so masks match ``SamPredictor`` exactly. PyTorch is
+    imported here, not with this module: only SAM's logits need it, and a
+    server without a SAM model never loads it.
     """
     height, width = geometry.original_size
     if geometry.model_side is None:
         # In or out, interpolated: a smooth outline, with an 8-bit full-size copy instead of a 32-bit one.
         inside = np.where(np.asarray(logits) > 0, np.uint8(255), np.uint8(0))
         return cv2.resize(inside, (width, height), interpolation=cv2.INTER_LINEAR) >= 128
+    import torch
+    import torch.nn.functional as F
+
     logits = np.asarray(logits, np.float32)
     side = geometry.model_side
-    tensor = F.interpolate(torch.from_numpy(logits)[None, None], (side, side), mode="bilinear", align_corners=False)
-    tensor = tensor[..., : geometry.input_size[0], : geometry.input_size[1]]
-    full = F.interpolate(tensor, (height, width), mode="bilinear", align_corners=False)
-    return (full[0, 0] > 0).numpy()
+    with torch.inference_mode():
+        tensor = F.interpolate(torch.from_numpy(logits)[None, None], (side, side), mode="bilinear", align_corners=False)
+        tensor = tensor[..., : geometry.input_size[0], : geometry.input_size[1]]
+        full = F.interpolate(tensor, (height, width), mode="bilinear", align_corners=False)
+        return (full[0, 0] > 0).numpy()
 
 
 _tokens = itertools.count()
@@ -221,108 +219,3 @@ class EmbeddingCache(ByteLRU[tuple[str, str], "Embedding"]):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda embedding: embedding.nbytes)
-
-
-ImageEncoder = Callable[[torch.Tensor], torch.Tensor]
-
-
-class SamEngine:
-    """SAM's encoder and decoder behind the :class:`Segmenter` interface.
-
-    ``encoder`` may replace the model's own image encoder with a faster
-    backend that computes the same function (see ``samdash.backends``);
-    ``cache_id`` tells checkpoints apart in the shared embedding cache and
-    on ``disk``, where every embedding encoded is kept and looked for first.
-    """
-
-    is_fallback = False
-
-    def __init__(
-        self,
-        model: Sam,
-        name: str,
-        cache: EmbeddingCache,
-        encoder: ImageEncoder | None = None,
-        cache_id: str | None = None,
-        disk: DiskEmbeddings | None = None,
-    ) -> None:
-        self.model = model
-        self.name = name
-        self.cache_id = cache_id or name
-        self.cache = cache
-        self.disk = disk
-        self.encoder_calls = 0
-        self._encoder = encoder or model.image_encoder
-        self._transform = ResizeLongestSide(model.image_encoder.img_size)
-        self._device = next(model.parameters()).device
-        # One encode at a time: two at once would double the peak memory and share the same cores anyway.
-        self._encode_lock = threading.Lock()
-
-    def embed(self, image: np.ndarray, content_hash: str) -> Embedding:
-        key = (self.cache_id, content_hash)
-        return self.cache.get_or_compute(key, lambda: self.stored(content_hash) or self._encode(image, key))
-
-    def stored(self, content_hash: str) -> Embedding | None:
-        if self.disk is None:
-            return None
-        embedding = self.disk.load((self.cache_id, content_hash))
-        if embedding is None:
-            return None
-        return replace(embedding, features=torch.from_numpy(embedding.features).to(self._device))
-
-    @torch.inference_mode()
-    def _encode(self, image: np.ndarray, key: tuple[str, str]) -> Embedding:
-        with self._encode_lock:
-            start = time.perf_counter()
-            resized = self._transform.apply_image(np.ascontiguousarray(image))
-            tensor = torch.as_tensor(resized, device=self._device).permute(2, 0, 1).contiguous()[None]
-            features = self._encoder(self.model.preprocess(tensor))
-            self.encoder_calls += 1
-            seconds = time.perf_counter() - start
-        embedding = Embedding(
-            key=key,
-            original_size=tuple(image.shape[:2]),
-            input_size=tuple(tensor.shape[-2:]),
-            features=features,
-            nbytes=features.element_size() * features.nelement(),
-            encode_seconds=seconds,
-        )
-        if self.disk is not None:
-            self.disk.save(replace(embedding, features=features.cpu().numpy()))
-        return embedding
-
-    @torch.inference_mode()
-    def predict(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Candidates:
-        start = time.perf_counter()
-        points = None
-        if len(prompt.points):
-            coords = self._transform.apply_coords(prompt.points, embedding.original_size)
-            points = (
-                torch.as_tensor(coords, dtype=torch.float, device=self._device)[None],
-                torch.as_tensor(prompt.labels, dtype=torch.int, device=self._device)[None],
-            )
-        boxes = None
-        if prompt.box is not None:
-            box = self._transform.apply_boxes(np.asarray(prompt.box, np.float64), embedding.original_size)
-            boxes = torch.as_tensor(box, dtype=torch.float, device=self._device)[None]
-        masks = None
-        if prompt.mask_input is not None:
-            masks = torch.as_tensor(prompt.mask_input, dtype=torch.float, device=self._device).reshape(1, 1, 256, 256)
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, scores = self.model.mask_decoder(
-            image_embeddings=embedding.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
-        return Candidates(
-            scores=scores[0].cpu().numpy(),
-            logits=low_res[0].cpu().numpy(),
-            geometry=self.geometry(embedding),
-            decode_seconds=time.perf_counter() - start,
-            source=self.cache_id,
-        )
-
-    def geometry(self, embedding: Embedding) -> MaskGeometry:
-        return MaskGeometry(embedding.original_size, embedding.input_size, self.model.image_encoder.img_size)

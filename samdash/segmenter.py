@@ -6,7 +6,8 @@ from __future__ import annotations
 from samdash.backends import make_encoder
 from samdash.config import Settings
 from samdash.embedding_disk import DiskEmbeddings
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 from samdash.models import load_model, select_device
 
 

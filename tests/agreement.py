@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from samdash.engine import SamEngine
+from samdash.sam_engine import SamEngine
 from samdash.prompts import Prompt, box_prompt, point_prompt
 
 

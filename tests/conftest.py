@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+
+from samdash.sam_engine import SamEngine
 from tests.loopback import Behaviour, serve
 from tests.tiny_sam import build_tiny_sam
 

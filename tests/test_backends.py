@@ -8,7 +8,8 @@ from segment_anything import SamPredictor
 from segment_anything.modeling.image_encoder import Attention, ImageEncoderViT
 
 from samdash.backends import SdpaImageEncoder, attention, available_backends, make_encoder
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 from samdash.errors import SamdashError
 from tests.agreement import assert_same_candidates
 from tests.tiny_sam import build_tiny_sam

@@ -18,7 +18,7 @@ import pytest
 from pycocotools.coco import COCO
 from segment_anything import SamAutomaticMaskGenerator
 
-from samdash import models
+from samdash import checkpoints
 from samdash.cli import main
 from samdash.imaging import load_image_file
 from samdash.store import Store
@@ -159,11 +159,11 @@ def test_bad_arguments_exit_non_zero():
 
 def test_download_uses_the_same_code_as_the_page(server, tmp_path, monkeypatch):
     base, behaviour = server
-    spec = models.CATALOGUE["vit_b"]
+    spec = checkpoints.CATALOGUE["vit_b"]
     payload = b"weights" * 1000
     behaviour.files = {"/mirror/" + spec.filename: payload}
     fake = replace(spec, sha256=hashlib.sha256(payload).hexdigest(), size_bytes=len(payload))
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", fake)
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", fake)
     monkeypatch.setenv("SAMDASH_DOWNLOAD_BASE", base + "/mirror")
     monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
     code, out, err = _run("download", "--model", "vit_b")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from samdash import download, models
+from samdash import checkpoints, download
 from samdash.config import Settings
 from samdash.download import download_file
 from samdash.errors import DownloadError
@@ -154,59 +154,59 @@ def test_unreachable_host_fails_at_once(tmp_path):
 
 def test_download_checkpoint_uses_download_base(server, tmp_path, monkeypatch):
     base, behaviour = server
-    spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    spec = checkpoints.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", spec)
     monkeypatch.setenv("SAMDASH_DOWNLOAD_BASE", base)  # no trailing slash: joined all the same
     monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path / "models"))
     settings = Settings.from_env()
-    assert models.checkpoint_state("vit_b", settings) == "missing"
-    path = models.download_checkpoint("vit_b", settings)
+    assert checkpoints.checkpoint_state("vit_b", settings) == "missing"
+    path = checkpoints.download_checkpoint("vit_b", settings)
     assert path == tmp_path / "models" / "file.bin" and path.read_bytes() == PAYLOAD
-    assert models.checkpoint_state("vit_b", settings) == "present"
-    assert models.locate_checkpoint("vit_b", settings) == path
-    models.download_checkpoint("vit_b", replace(settings, download_base=base + "/"))
+    assert checkpoints.checkpoint_state("vit_b", settings) == "present"
+    assert checkpoints.locate_checkpoint("vit_b", settings) == path
+    checkpoints.download_checkpoint("vit_b", replace(settings, download_base=base + "/"))
     assert len(behaviour.requests) == 1  # already present: not fetched again
 
 
 def test_a_downloaded_checkpoint_is_not_hashed_again_to_verify_it(server, tmp_path, monkeypatch):
     base, _ = server
-    spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
-    path = models.download_checkpoint("vit_b", Settings(model_dir=tmp_path, download_base=base))
+    spec = checkpoints.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", spec)
+    path = checkpoints.download_checkpoint("vit_b", Settings(model_dir=tmp_path, download_base=base))
 
     def no_hashing(path: Path) -> None:
         raise AssertionError(f"{path} was hashed again")
 
-    monkeypatch.setattr(models, "hash_file", no_hashing)
-    models.verify_checkpoint(path, spec)  # the digest computed while downloading was remembered
+    monkeypatch.setattr(checkpoints, "hash_file", no_hashing)
+    checkpoints.verify_checkpoint(path, spec)  # the digest computed while downloading was remembered
 
 
 def test_partial_state_and_resume_through_catalogue(server, tmp_path, monkeypatch):
     base, behaviour = server
-    spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    spec = checkpoints.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", spec)
     settings = Settings(model_dir=tmp_path, download_base=base + "/")
     _part(tmp_path / "file.bin").write_bytes(PAYLOAD[:1000])
-    assert models.checkpoint_state("vit_b", settings) == "partial"
-    assert models.locate_checkpoint("vit_b", settings) is None  # never the part file
-    models.download_checkpoint("vit_b", settings)
+    assert checkpoints.checkpoint_state("vit_b", settings) == "partial"
+    assert checkpoints.locate_checkpoint("vit_b", settings) is None  # never the part file
+    checkpoints.download_checkpoint("vit_b", settings)
     assert behaviour.requests == ["bytes=1000-"]
-    assert models.checkpoint_state("vit_b", settings) == "present"
+    assert checkpoints.checkpoint_state("vit_b", settings) == "present"
 
 
 def test_second_download_of_the_same_file_is_refused(server, tmp_path, monkeypatch):
     base, _ = server
-    spec = models.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    spec = checkpoints.CheckpointSpec("vit_b", "file.bin", PAYLOAD_SHA, len(PAYLOAD), "test file")
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", spec)
     settings = Settings(model_dir=tmp_path, download_base=base)
     refusals: list[str] = []
 
     def progress(done: int, total: int | None) -> None:
         if not refusals:  # another session asks while this download runs
             with pytest.raises(DownloadError) as info:
-                models.download_checkpoint("vit_b", settings)
+                checkpoints.download_checkpoint("vit_b", settings)
             refusals.append(str(info.value))
 
-    models.download_checkpoint("vit_b", settings, progress=progress)
+    checkpoints.download_checkpoint("vit_b", settings, progress=progress)
     assert refusals == ["file.bin is already being downloaded; it will be ready when that finishes."]
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD

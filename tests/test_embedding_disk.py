@@ -11,7 +11,8 @@ import pytest
 
 from samdash import embedding_disk
 from samdash.embedding_disk import DiskEmbeddings
-from samdash.engine import Embedding, EmbeddingCache, SamEngine, cached_embedding
+from samdash.engine import Embedding, EmbeddingCache, cached_embedding
+from samdash.sam_engine import SamEngine
 from samdash.prompts import box_prompt, point_prompt
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from samdash.embedding_disk import DiskEmbeddings
 from samdash.encode_queue import AHEAD, MAX_AHEAD, URGENT, EncodeQueue, encode_ahead
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from samdash.engine import Embedding, EmbeddingCache, SamEngine, cached_embedding
+from samdash.engine import Embedding, EmbeddingCache, cached_embedding
+
+from samdash.sam_engine import SamEngine
 from samdash.prompts import Prompt, box_prompt, point_prompt
 
 

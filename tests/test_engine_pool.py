@@ -12,7 +12,9 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+
+from samdash.sam_engine import SamEngine
 from samdash.engine_pool import EnginePool
 from samdash.ui.sessions import Janitor
 from samdash.ui.state import SessionData

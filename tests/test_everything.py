@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from segment_anything import SamAutomaticMaskGenerator
 
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+
+from samdash.sam_engine import SamEngine
 from samdash.errors import Cancelled
 from samdash.everything import EverythingParams, FoundMask, segment_everything
 from samdash.prompts import EXCLUDE, INCLUDE, Prompt
@@ -98,7 +100,8 @@ def test_on_larger_images_masks_judged_at_the_model_input_size_match_the_stock_g
 _MEMORY = """
 import json, resource
 import numpy as np
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 from samdash.everything import EverythingParams, segment_everything
 from tests.tiny_sam import build_tiny_sam, with_disc_decoder
 

@@ -19,9 +19,11 @@ from streamlit.testing.v1 import AppTest
 from samdash.backends import available_backends, make_encoder
 from samdash.cli import main
 from samdash.config import Settings
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 from samdash.errors import CheckpointError
-from samdash.models import CATALOGUE, MOBILE_SAM_PACKAGES, build_model, checkpoint_url, load_model
+from samdash.checkpoints import CATALOGUE, checkpoint_url
+from samdash.models import MOBILE_SAM_PACKAGES, build_model, load_model
 from tests.agreement import assert_same_candidates
 from tests.page_driver import APP, RECT, draw, settle
 

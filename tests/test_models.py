@@ -14,19 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from samdash import download, models
+from samdash import checkpoints, download, models
 from samdash.config import Settings
 from samdash.errors import CheckpointError, SamdashError
+from samdash.checkpoints import CATALOGUE, locate_checkpoint
 from samdash.models import (
     ARCHITECTURES,
-    CATALOGUE,
     PATCH_EMBED,
     Architecture,
     build_model,
     infer_model_type,
     load_model,
     load_state_dict,
-    locate_checkpoint,
     select_device,
 )
 from tests.tiny_sam import build_tiny_sam
@@ -66,7 +65,7 @@ def test_every_downloadable_model_is_recognised_from_its_weights():
 
 @pytest.mark.parametrize("base", ["https://example.org/sam", "https://example.org/sam/"])
 def test_checkpoint_url_joins_with_or_without_slash(base):
-    assert models.checkpoint_url(CATALOGUE["vit_l"], Settings(download_base=base)) == (
+    assert checkpoints.checkpoint_url(CATALOGUE["vit_l"], Settings(download_base=base)) == (
         "https://example.org/sam/sam_vit_l_0b3195.pth"
     )
 
@@ -211,11 +210,11 @@ def test_load_model_without_a_file_says_to_download(tmp_path):
 def test_checkpoint_state(tmp_path):
     settings = Settings(model_dir=tmp_path)
     target = tmp_path / CATALOGUE["vit_b"].filename
-    assert models.checkpoint_state("vit_b", settings) == "missing"
+    assert checkpoints.checkpoint_state("vit_b", settings) == "missing"
     target.with_name(target.name + ".part").write_bytes(b"x")
-    assert models.checkpoint_state("vit_b", settings) == "partial"
+    assert checkpoints.checkpoint_state("vit_b", settings) == "partial"
     target.write_bytes(b"x")
-    assert models.checkpoint_state("vit_b", settings) == "present"
+    assert checkpoints.checkpoint_state("vit_b", settings) == "present"
 
 
 def test_select_device():
@@ -234,7 +233,8 @@ def test_unavailable_cuda_is_a_clear_error():
 
 
 def test_a_custom_vit_of_any_size_is_read_off_its_tensors(tmp_path, tiny_sam, scene):
-    from samdash.engine import EmbeddingCache, SamEngine
+    from samdash.engine import EmbeddingCache
+    from samdash.sam_engine import SamEngine
     from samdash.models import custom_vit
     from samdash.prompts import box_prompt
 
@@ -268,14 +268,14 @@ def official(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The files ``models`` hashes, in order."""
+    """The files ``checkpoints`` hashes, in order."""
     calls: list[Path] = []
 
     def counting(path: Path) -> tuple[hashlib._Hash, int]:
         calls.append(path)
         return download.hash_file(path)
 
-    monkeypatch.setattr(models, "hash_file", counting)
+    monkeypatch.setattr(checkpoints, "hash_file", counting)
     return calls
 
 
@@ -294,7 +294,7 @@ def test_an_official_checkpoint_is_hashed_once_and_then_remembered(official, has
     loaded = load_model(None, settings, "cpu")
     assert loaded.checkpoint == official and hashes == [official]
     stat = official.stat()
-    record = json.loads((official.parent / models.HASH_RECORD).read_text())
+    record = json.loads((official.parent / checkpoints.HASH_RECORD).read_text())
     assert record == {official.name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": CATALOGUE["vit_b"].sha256}}
     load_model(None, settings, "cpu")
     assert hashes == [official]  # unchanged: not read again
@@ -337,10 +337,10 @@ def test_an_official_checkpoint_with_one_flipped_byte_is_refused_by_its_hash(off
 
 
 def test_an_unreadable_hash_record_only_means_hashing_again(official, hashes):
-    (official.parent / models.HASH_RECORD).write_text("{not json")
+    (official.parent / checkpoints.HASH_RECORD).write_text("{not json")
     load_model(None, Settings(model_dir=official.parent), "cpu")
     assert hashes == [official]
-    assert json.loads((official.parent / models.HASH_RECORD).read_text())[official.name]["sha256"] == CATALOGUE["vit_b"].sha256
+    assert json.loads((official.parent / checkpoints.HASH_RECORD).read_text())[official.name]["sha256"] == CATALOGUE["vit_b"].sha256
 
 
 def test_an_explicit_checkpoint_is_not_checked_against_the_catalogue(tmp_path, tiny_checkpoint, hashes):
@@ -349,4 +349,4 @@ def test_an_explicit_checkpoint_is_not_checked_against_the_catalogue(tmp_path, t
     path.write_bytes(tiny_checkpoint.read_bytes())
     loaded = load_model(None, Settings(checkpoint=path, model_dir=tmp_path), "cpu")
     assert loaded.checkpoint == path and hashes == []
-    assert not (tmp_path / models.HASH_RECORD).exists()
+    assert not (tmp_path / checkpoints.HASH_RECORD).exists()

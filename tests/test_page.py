@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from samdash import models
+from samdash import checkpoints
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR
 from samdash.encode_queue import URGENT, shared
-from samdash.engine import EmbeddingCache, SamEngine
+from samdash.engine import EmbeddingCache
+from samdash.sam_engine import SamEngine
 from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
 from tests.page_driver import APP, FIT, RECT, circle, draw, open_app
@@ -255,8 +256,8 @@ def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path)
 
 def test_a_damaged_official_checkpoint_is_named_with_how_to_fix_it(monkeypatch, tmp_path, tiny_checkpoint):
     data = bytearray(tiny_checkpoint.read_bytes())
-    spec = replace(models.CATALOGUE["vit_b"], size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    monkeypatch.setitem(models.CATALOGUE, "vit_b", spec)
+    spec = replace(checkpoints.CATALOGUE["vit_b"], size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(checkpoints.CATALOGUE, "vit_b", spec)
     data[len(data) // 2] ^= 0x01  # still loads, with one wrong weight
     (tmp_path / spec.filename).write_bytes(data)
     for name in ("SAMDASH_CHECKPOINT", "SAMDASH_MODEL_TYPE"):

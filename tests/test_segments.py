@@ -4,7 +4,9 @@ import gc
 
 import numpy as np
 
-from samdash.engine import Embedding, EmbeddingCache, SamEngine
+from samdash.engine import Embedding, EmbeddingCache
+
+from samdash.sam_engine import SamEngine
 from samdash.grabcut import GrabCutEngine
 from samdash.prompts import EXCLUDE, box_prompt
 from samdash.segments import Segment, SegmentState

@@ -9,24 +9,26 @@ ends; a cancelled run adds none.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import NoReturn
+from dataclasses import replace
+from typing import TYPE_CHECKING, NoReturn
 
 import streamlit as st
 
 from samdash.drawings import Workspace
-from samdash.engine import Embedding, SamEngine, Segmenter
-from samdash.everything import EverythingParams, segment_everything
+from samdash.engine import Embedding, Segmenter
 from samdash.imaging import LoadedImage
 from samdash.ui.feedback import described
 from samdash.ui.state import EverythingRun, session
+
+if TYPE_CHECKING:  # the generator needs PyTorch, imported only once a SAM model is in use
+    from samdash.everything import EverythingParams
 
 NOTE_KEY = "everything_note"
 # One run at a time per process: each holds a batch of candidates in memory and wants every core.
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-everything")
 
 
-def _params() -> EverythingParams:
-    defaults = EverythingParams()
+def _params(defaults: EverythingParams) -> EverythingParams:
     left, right = st.columns(2)
     side = left.slider(
         "Points per side", 4, 64, 16, help=f"A grid of this many points squared is tried (SAM's default is {defaults.points_per_side}); fewer is faster on a CPU."
@@ -34,20 +36,22 @@ def _params() -> EverythingParams:
     min_area = right.number_input("Minimum region area (px)", 0, 100_000, defaults.min_mask_region_area, step=50)
     iou = left.slider("Predicted IoU threshold", 0.0, 1.0, defaults.pred_iou_thresh, 0.01)
     stability = right.slider("Stability score threshold", 0.0, 1.0, defaults.stability_score_thresh, 0.01)
-    return EverythingParams(side, iou, stability, int(min_area), defaults.points_per_batch)
+    return replace(defaults, points_per_side=side, pred_iou_thresh=iou, stability_score_thresh=stability, min_mask_region_area=int(min_area))
 
 
 def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embedding | None, image: LoadedImage) -> None:
     """Always one expander, whatever it holds (the working area keeps its layout from run to run)."""
     with st.expander("Segment everything", icon=":material/auto_awesome_mosaic:"):
-        if not isinstance(segmenter, SamEngine):
+        if segmenter.is_fallback:
             st.info(
                 f"Finding every object needs SAM; {segmenter.name} can only cut out what you point at. "
                 "Download a SAM checkpoint in the sidebar to use this.",
                 icon=":material/block:",
             )
             return
-        params = _params()
+        from samdash.everything import EverythingParams, segment_everything  # PyTorch is loaded with the SAM model
+
+        params = _params(EverythingParams())
         if embedding is None:  # the same elements as when it is ready, so the page keeps its layout
             st.button("Find all objects", type="primary", icon=":material/auto_awesome:", disabled=True, help="Once the image is encoded")
             return

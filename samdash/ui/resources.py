@@ -14,7 +14,6 @@ import streamlit as st
 from samdash.config import Settings
 from samdash.engine import EmbeddingCache, Segmenter
 from samdash.grabcut import GrabCutEngine
-from samdash.segmenter import sam_engine
 from samdash.ui.sessions import engine_pool
 from samdash.ui.state import session_id
 
@@ -35,6 +34,8 @@ def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) 
     settings = replace(settings, checkpoint=explicit)
 
     def build() -> Segmenter:
+        from samdash.segmenter import sam_engine  # PyTorch: seconds and hundreds of MB, paid only for a SAM model
+
         with st.spinner("Loading the model (once per server process)…"):
             return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
 

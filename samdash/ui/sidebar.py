@@ -12,7 +12,7 @@ from samdash.config import Settings
 from samdash.download import progress_text
 from samdash.engine import Segmenter
 from samdash.errors import SamdashError
-from samdash.models import CATALOGUE, DEFAULT_MODEL, checkpoint_state, download_checkpoint, locate_checkpoint
+from samdash.checkpoints import CATALOGUE, DEFAULT_MODEL, checkpoint_state, download_checkpoint, locate_checkpoint
 from samdash.render import Color, hex_to_rgb
 from samdash.ui.feedback import explain
 from samdash.ui.resources import fallback_segmenter, sam_segmenter

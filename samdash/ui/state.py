@@ -11,16 +11,18 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from samdash.drawings import Workspace
 from samdash.engine import Embedding
-from samdash.everything import FoundMask
 from samdash.imaging import LoadedImage
 from samdash.store import SavedImage
+
+if TYPE_CHECKING:  # the generator needs PyTorch, imported only once a SAM model is in use
+    from samdash.everything import FoundMask
 
 SESSION_KEY = "samdash"
 
