@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +244,29 @@ def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp
     draw(at, RECT)
     (segment,) = at.session_state["samdash"].workspace.segments
     assert segment.area > 0 and np.isnan(segment.score)
+
+
+_FALLBACK_PAGE = """
+import sys
+from streamlit.testing.v1 import AppTest
+from tests.page_driver import APP, RECT, draw
+
+at = AppTest.from_file(APP, default_timeout=120)
+at.run()
+draw(at, RECT)
+assert not at.exception and at.session_state["samdash"].workspace.segments[0].area > 0
+print(sorted(name for name in ("torch", "torchvision", "segment_anything") if name in sys.modules))
+"""
+
+
+def test_without_a_model_the_page_never_imports_pytorch(tmp_path):
+    """PyTorch and torchvision cost hundreds of MB and seconds to import: a server on the GrabCut fallback never
+    pays them (a fresh interpreter: this one has them loaded by other tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMDASH_")}
+    env.update(SAMDASH_MODEL_DIR=str(tmp_path / "models"), SAMDASH_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-c", _FALLBACK_PAGE], cwd=Path(APP).parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path):
