@@ -184,18 +184,29 @@ def _choose(page: Page, mode: str, runs: _Runs, report: Report, timeout: float) 
 
 
 def on_image(page: Page, xy: tuple[float, float], size: tuple[int, int]) -> tuple[float, float]:
-    """Where image pixel ``xy`` is shown on the page (the canvas shows the whole image, ``size`` = its width, height)."""
-    box = page.locator(IMAGE).first.bounding_box()
+    """Where image pixel ``xy`` is shown on the page (the canvas shows the whole image, ``size`` = its width, height).
+
+    A person scrolls what they are about to draw on into view first: a pointer outside the window reaches nothing,
+    so a drag that ends below its edge ends where it left the window.
+    """
+    image = page.locator(IMAGE).first
+    box = image.bounding_box()
     assert box is not None, "no image on the canvas"
+    y = box["y"] + xy[1] * box["height"] / size[1]
+    if not 0 <= y <= page.viewport_size["height"] - 20:
+        image.evaluate("canvas => canvas.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(100)
+        box = image.bounding_box()
+        assert box is not None, "no image on the canvas"
     return box["x"] + xy[0] * box["width"] / size[0], box["y"] + xy[1] * box["height"] / size[1]
 
 
 def drag_box(page: Page, box: Box, size: tuple[int, int]) -> tuple[float, float]:
     """Drag a box over the image shown on the canvas, from corner to corner (image pixels); return how far the
     image moved on the page meanwhile (0, 0 when it stayed where it was aimed at)."""
-    before = page.locator(IMAGE).first.bounding_box()
+    x1, y1 = on_image(page, box[2:], size)  # the lower corner first: it may need the canvas scrolled into view
     x0, y0 = on_image(page, box[:2], size)
-    x1, y1 = on_image(page, box[2:], size)
+    before = page.locator(IMAGE).first.bounding_box()
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move(x1, y1, steps=12)
