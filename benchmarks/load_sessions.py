@@ -73,12 +73,14 @@ class RssSampler:
         self._thread.join(5)
 
 
-def _cpu_seconds(pid: int | None = None) -> float:
-    """CPU time used so far by one process (user + system), or by the whole machine (all processes, not idle)."""
+def _cpu_seconds(pid: int | None = None, children: bool = False) -> float:
+    """CPU time used so far (user + system) by one process, or by the children it has waited for (here: the
+    browsers and their drivers, once closed), or by the whole machine (all processes, not idle)."""
     ticks = os.sysconf("SC_CLK_TCK")
     if pid is not None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
+        first = 13 if children else 11
+        return (int(fields[first]) + int(fields[first + 1])) / ticks
     cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in cpu[:8])
     return (user + nice + system + irq + softirq + steal) / ticks
@@ -152,9 +154,11 @@ def main() -> None:
             plans = [plan_for(i, args.sessions, width, height, args.boxes, args.points) for i in range(args.sessions)]
             _say(f"starting {args.sessions} sessions together")
             started = time.monotonic()
-            server_cpu, machine_cpu = _cpu_seconds(served.pid), _cpu_seconds()
+            me = os.getpid()
+            before = _cpu_seconds(served.pid), _cpu_seconds(me), _cpu_seconds(me, children=True), _cpu_seconds()
             reports = run_sessions(served.url, plans, timeout=args.timeout, artifacts=args.artifacts, echo=True)
-            server_cpu, machine_cpu = _cpu_seconds(served.pid) - server_cpu, _cpu_seconds() - machine_cpu
+            after = _cpu_seconds(served.pid), _cpu_seconds(me), _cpu_seconds(me, children=True), _cpu_seconds()
+            server_cpu, harness_cpu, browsers_cpu, machine_cpu = (b - a for a, b in zip(before, after))
             load_seconds = time.monotonic() - started
             _say(f"all sessions closed after {time.monotonic() - started:.0f} s")
             for report in reports:
@@ -188,8 +192,8 @@ def main() -> None:
         server_rss_after_close_mb=round(after_close),
         linger_s=args.linger,
         # Where the machine's CPU went while the sessions ran: the browsers run on the same cores as the server.
-        cpu_seconds={"server": round(server_cpu), "everything": round(machine_cpu), "wall": round(load_seconds),
-                     "cores": os.cpu_count()},
+        cpu_seconds={"server": round(server_cpu), "browsers": round(browsers_cpu), "harness": round(harness_cpu),
+                     "everything": round(machine_cpu), "wall": round(load_seconds), "cores": os.cpu_count()},
     )
     if summary["tracebacks"]:
         first = log.index("Traceback")
