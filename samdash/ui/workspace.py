@@ -1,9 +1,6 @@
 """The working area: canvas on the left, outlined result on the right, candidates and objects below.
 
-It is one ``st.fragment``, so a drawing reruns this area, not the page. While
-the image is encoded, a run lays out the canvas first and waits for the encode
-at its end: Streamlit holds a drawing made meanwhile (a rerun of a fragment
-never interrupts a run) and hands it to the run that follows the encode.
+It is one ``st.fragment``, so a drawing reruns this area, not the page.
 
 Every run lays out the same skeleton: the same blocks and elements at the same
 places, whether the image is being encoded, has just failed to encode, or is
@@ -21,10 +18,8 @@ ready. Two things depend on it:
   the browser, and a remounted canvas forgets what was drawn on it: the drawing
   vanishes, and the next drawing sent without it takes its object away.
 
-So what comes and goes (the encoder's progress, an error) goes into a container
-that is always there, and the encoder's progress onto a status line of fixed
-height: a canvas that moves while the analyst draws puts the drawing elsewhere
-than aimed.
+So what comes and goes (the encoder's status, an error) goes into a container
+that is always there.
 """
 
 from __future__ import annotations
@@ -37,7 +32,6 @@ from concurrent.futures import CancelledError, Future
 import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
-from streamlit.errors import StreamlitAPIException
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.config import Settings
@@ -74,61 +68,40 @@ MODES = {
 }
 
 
-def _ask_encode(segmenter: Segmenter, image: LoadedImage) -> Future[Embedding]:
-    """Encodes run beside the script thread; this image goes before encode-ahead, and one already queued (by this
-    session, another one, or ahead of time) is the same encode."""
-    key = (segmenter.cache_id, image.content_hash)
-    future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
-    session().encode = (key, future)
-    return future
-
-
-def _embedding(segmenter: Segmenter, image: LoadedImage) -> Embedding | None:
-    """The image's embedding, or None while it is being encoded: the canvas is shown and takes drawings meanwhile,
-    and the run waits for the encode at its end (``_await_encode``)."""
+def _embed(segmenter: Segmenter, image: LoadedImage, status: DeltaGenerator) -> Embedding:
+    """The image's embedding; a cached one returns at once, a first encode shows its progress on the status line."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
-    earlier = data.encode
-    if earlier is not None and earlier[0] != key:
-        earlier[1].cancel()  # an image this session has left: if its encode has not started, it never will
-        earlier = data.encode = None
+    if data.encode is not None and data.encode[0] != key:
+        data.encode[1].cancel()  # an image this session has left: if its encode has not started, it never will
+        data.encode = None
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
         return embedding  # at once, even while another session's image is being encoded
-    future = earlier[1] if earlier is not None and not earlier[1].cancelled() else _ask_encode(segmenter, image)
-    try:
-        return future.result(timeout=0.3)  # a quick encode shows no progress at all
-    except (TimeoutError, CancelledError):
-        return None
-    except Exception:
-        data.encode = None  # the next run (a drawing, a click) tries again
-        raise
 
+    def ask() -> Future[Embedding]:
+        """Encodes run beside the script thread, so the page can show elapsed time; this image goes before
+        encode-ahead, and one already queued (by this session, another one, or ahead of time) is the same encode."""
+        future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
+        data.encode = (key, future)
+        return future
 
-def _await_encode(status: DeltaGenerator, segmenter: Segmenter, image: LoadedImage) -> None:
-    """Show the encode's progress on the status line until it is done, then run the area again with the embedding.
-
-    Drawings made meanwhile reach the server as fragment reruns, which wait for this run to end: the run that
-    follows gets them with the embedding, and segments them. A click outside the area (another image, the
-    sidebar) stops this run at the next progress update.
-    """
-    future = session().encode[1]
-    start, started = time.monotonic(), None
-    while not future.done() or future.cancelled():
-        if future.cancelled():  # another session waiting for this image has left it before its encode began
-            future = _ask_encode(segmenter, image)
+    future = ask()
+    start, started, wait = time.monotonic(), None, 0.3
+    while True:
+        try:
+            return future.result(timeout=wait)
+        except CancelledError:  # another session waiting for this image has left it before its encode began
+            future = ask()
+        except TimeoutError:
+            pass
+        wait = 0.5
         if started is None and future.running():
             started = time.monotonic()
         if started is not None:
-            doing = f"Encoding with {segmenter.name}… {time.monotonic() - started:.0f} s"
+            status.caption(f"⏳ Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - started:.0f} s")
         else:
-            doing = f"Waiting for the encoder (busy with another image)… {time.monotonic() - start:.0f} s"
-        status.caption(f":material/hourglass_top: {doing}. You can draw already.")
-        time.sleep(0.5)
-    try:
-        st.rerun(scope="fragment")  # the next run segments what was drawn, or shows why the encode failed
-    except StreamlitAPIException:  # this area runs within a run of the whole page, which must then run again
-        st.rerun()
+            status.caption(f"⏳ Waiting for the encoder, busy with another request… {time.monotonic() - start:.0f} s")
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
@@ -245,7 +218,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     # a canvas that moves while the analyst draws puts the drawing elsewhere than aimed.
     status = st.container(key="status-line", height=STATUS_LINE_PX, border=False).empty()
     with st.container(key="encoding"), reported("encoding the image"):  # where an encoding error appears
-        embedding = _embedding(segmenter, image)
+        embedding = _embed(segmenter, image, status)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
@@ -260,10 +233,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Result**")
         with reported("drawing the result"):
             _result(workspace, image, display)
-    encoding = embedding is None and session().encode is not None
-    if encoding:
-        status.caption(f":material/hourglass_top: Encoding with {segmenter.name}… You can draw already.")
-    elif embedding is None:
+    if embedding is None:
         status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
     else:
         timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
@@ -278,9 +248,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
     autosave(store, save_status)
-    if encoding:
-        _await_encode(status, segmenter, image)
-    elif embedding is not None and store is not None:
+    if embedding is not None and store is not None:
         _encode_next(store, segmenter)
 
 
