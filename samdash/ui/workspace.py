@@ -99,9 +99,9 @@ def _embed(segmenter: Segmenter, image: LoadedImage, status: DeltaGenerator) -> 
         if started is None and future.running():
             started = time.monotonic()
         if started is not None:
-            status.caption(f"⏳ Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - started:.0f} s")
+            status.caption(f":material/hourglass_top: Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - started:.0f} s")
         else:
-            status.caption(f"⏳ Waiting for the encoder, busy with another request… {time.monotonic() - start:.0f} s")
+            status.caption(f":material/hourglass_top: Waiting for the encoder, busy with another request… {time.monotonic() - start:.0f} s")
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
