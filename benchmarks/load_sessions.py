@@ -198,6 +198,8 @@ def main() -> None:
         single_session_completed=alone.completed,
         tracebacks=log.count("Traceback"),
         prompt_latency_ms={"single": _percentiles(alone.latencies_ms), "load": _percentiles(load_latencies)},
+        # The server's part alone (the page's own "outlined in … ms"): the browsers here share its cores.
+        prompt_server_ms={"single": _percentiles(alone.server_ms), "load": _percentiles([ms for r in reports for ms in r.server_ms])},
         server_rss_after_single_mb=round(single_rss),
         server_peak_rss_mb=round(peak),
         server_rss_after_close_mb=round(after_close),

@@ -199,6 +199,7 @@ def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -
 
 @st.fragment
 def workspace_area(model: ModelState, display: DisplayOptions) -> None:
+    run_began = time.perf_counter()
     # The image is read here, not passed in: a fragment rerun keeps the arguments of the last full run,
     # and a drawing sent while a new image loads must not bring the previous image back.
     store = project_store()
@@ -225,6 +226,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Draw your prompt**")
         shapes = _canvas(workspace, image, mode)
         send_drawings_on_release()
+        decoded_before = workspace.last_decode_ms
         if shapes is not None and embedding is not None:
             with reported("segmenting"):
                 for refused in workspace.sync(shapes, segmenter, embedding, (image.width, image.height)):
@@ -233,12 +235,17 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Result**")
         with reported("drawing the result"):
             _result(workspace, image, display)
+    timings = session().cache("timing")
+    if workspace.last_decode_ms != decoded_before:  # this run decoded a prompt: how long the server took to show it
+        timings["outlined_ms"] = (time.perf_counter() - run_began) * 1000
     if embedding is None:
         status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
     else:
         timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
         if workspace.last_decode_ms is not None:
             timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
+            if "outlined_ms" in timings:
+                timing += f", outlined in {timings['outlined_ms']:.0f} ms"
         status.caption(timing)
     with st.container(key="candidates"):
         candidate_picker(workspace, image, segmenter.name)

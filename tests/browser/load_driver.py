@@ -127,6 +127,9 @@ class Report:
     # changed its object.
     lost: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    # The server's part of each prompt, as the page's status line says: from the start of the run the drawing
+    # triggered to its result sent ("outlined in … ms").
+    server_ms: list[float] = field(default_factory=list)
     objects: int | None = None
     own_objects: bool | None = None
     failure: str | None = None  # why the session could not go on
@@ -235,6 +238,24 @@ def _until(condition: Callable[[], bool], timeout: float, what: str, interval: f
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(interval)
+
+
+def _status_line(page: Page) -> str:
+    try:
+        return page.locator(".st-key-status-line").inner_text(timeout=5000)
+    except Exception:  # noqa: BLE001 - replaced while Streamlit reruns
+        return ""
+
+
+def _outlined_ms(page: Page, before: str, timeout: float = 5) -> float | None:
+    """The server's time for the prompt just shown, once the status line has changed from ``before``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = _status_line(page)
+        if text != before and (found := re.search(r"outlined in (\d+) ms", text)):
+            return float(found.group(1))
+        time.sleep(0.1)
+    return None
 
 
 def _objects_count(page: Page) -> int:
@@ -364,6 +385,7 @@ def run_session(
             expected = 0  # objects the page should list by now
             for i, box in enumerate(plan.boxes):
                 page.evaluate(_ARM)
+                status = _status_line(page)
                 moved = drag_box(page, box, plan.size)
                 report.log(start, f"box {i + 1} drawn" + (f", but the image moved by {moved} meanwhile" if any(moved) else ""))
                 expected += 1
@@ -379,10 +401,13 @@ def run_session(
                 shown = page.evaluate(_SHOWN, prompt_timeout * 1000)
                 if shown is not None:
                     report.latencies_ms.append(shown - page.evaluate("window.__mouseUp"))
+                    if (server := _outlined_ms(page, status)) is not None:
+                        report.server_ms.append(server)
             for xy, mode in plan.points:
                 _choose(page, mode, runs, report, prompt_timeout)
                 areas = _areas(page, timeout=30)
                 page.evaluate(_ARM)
+                status = _status_line(page)
                 page.mouse.click(*on_image(page, xy, plan.size))
                 report.log(start, f"{mode} clicked")
                 try:
@@ -394,6 +419,8 @@ def run_session(
                 shown = page.evaluate(_SHOWN, prompt_timeout * 1000)
                 if shown is not None:
                     report.latencies_ms.append(shown - page.evaluate("window.__mouseUp"))
+                    if (server := _outlined_ms(page, status)) is not None:
+                        report.server_ms.append(server)
             report.objects = _objects_count(page)
             page.mouse.move(0, 0)
             outside, per_box = outline_outside_boxes(_stable_result(page), plan)
