@@ -13,7 +13,7 @@ import streamlit as st
 from samdash.config import Settings
 from samdash.errors import SamdashError
 from samdash.imaging import SUPPORTED_EXTENSIONS, LoadedImage, load_image, load_image_file
-from samdash.store import Store
+from samdash.store import ImageInfo, Store
 from samdash.ui.feedback import explain
 from samdash.ui.projects import add_to_project, open_image
 from samdash.ui.state import current_image, session, show
@@ -37,7 +37,11 @@ def _on_upload(store: Store | None) -> None:
     if not uploads:  # a new, empty uploader reports itself once: nothing to add, and it must stay the same one
         return
     settings: Settings = st.session_state["settings"]
-    errors, first_new, first_known = [], None, None
+    errors = []
+    # Shown once all are in: the first new image, else the first one (all were in the project already), with the
+    # pixels decoded here, so that a 12 MP image is not decoded twice.
+    first_new: tuple[ImageInfo, LoadedImage] | None = None
+    first: tuple[ImageInfo, LoadedImage] | None = None
     for upload in uploads:
         try:
             data = upload.getvalue()
@@ -50,11 +54,12 @@ def _on_upload(store: Store | None) -> None:
             errors.append(explain(exc, f"adding {upload.name}"))
             continue
         if added and first_new is None:
-            first_new = info
-        first_known = first_known or info
-    if store is not None and (first_new or first_known) is not None:
+            first_new = info, image
+        if first is None:
+            first = info, image
+    if store is not None and first is not None:
         try:
-            open_image(store, first_new or first_known)
+            open_image(store, *(first_new or first))
         except (SamdashError, OSError) as exc:
             errors.append(explain(exc, "opening the image"))
     st.session_state["upload_errors"] = errors

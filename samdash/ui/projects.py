@@ -36,12 +36,13 @@ def project_store() -> Store | None:
         return None
 
 
-def open_image(store: Store, info: ImageInfo) -> None:
+def open_image(store: Store, info: ImageInfo, decoded: LoadedImage | None = None) -> None:
     """Show a stored image with its objects as saved, and put it in the URL; what fails is said on the page and the
-    current image stays."""
+    current image stays. ``decoded`` is the image's pixels when the caller has them already (an upload): a 12 MP
+    image is not decoded twice."""
     settings: Settings = st.session_state["settings"]
     try:
-        image = store.load_image(info, settings.max_image_pixels)
+        image = decoded if decoded is not None else store.load_image(info, settings.max_image_pixels)
         workspace, saved = store.load_workspace(info)
     except (SamdashError, OSError) as exc:
         st.session_state["open_error"] = explain(exc, f"opening {info.name}")
