@@ -244,6 +244,7 @@ def test_without_a_checkpoint_the_page_says_so_and_uses_grabcut(monkeypatch, tmp
     draw(at, RECT)
     (segment,) = at.session_state["samdash"].workspace.segments
     assert segment.area > 0 and np.isnan(segment.score)
+    assert _status_line(at).startswith("Segmenting with GrabCut") and "outlined in" in _status_line(at)
 
 
 _FALLBACK_PAGE = """

@@ -241,7 +241,10 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     if embedding is None:
         status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
     else:
-        timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
+        if segmenter.is_fallback:  # nothing worth calling an encode: a working copy of the image
+            timing = f"Segmenting with {segmenter.name}"
+        else:
+            timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
         if workspace.last_decode_ms is not None:
             timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
             if "outlined_ms" in timings:
