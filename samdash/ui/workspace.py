@@ -235,9 +235,11 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Result**")
         with reported("drawing the result"):
             _result(workspace, image, display)
+    # (decode ms, outlined ms) of the last prompt this session decoded: the server's time from the start of the run
+    # to its result sent, shown only beside the decode it belongs to (not on another image's).
     timings = session().cache("timing")
-    if workspace.last_decode_ms != decoded_before:  # this run decoded a prompt: how long the server took to show it
-        timings["outlined_ms"] = (time.perf_counter() - run_began) * 1000
+    if workspace.last_decode_ms != decoded_before:
+        timings["last"] = (workspace.last_decode_ms, (time.perf_counter() - run_began) * 1000)
     if embedding is None:
         status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
     else:
@@ -247,8 +249,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
             timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
         if workspace.last_decode_ms is not None:
             timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
-            if "outlined_ms" in timings:
-                timing += f", outlined in {timings['outlined_ms']:.0f} ms"
+            decode_ms, outlined_ms = timings.get("last", (None, None))
+            if decode_ms == workspace.last_decode_ms:
+                timing += f", outlined in {outlined_ms:.0f} ms"
         status.caption(timing)
     with st.container(key="candidates"):
         candidate_picker(workspace, image, segmenter.name)
