@@ -31,6 +31,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from samdash.errors import SamdashError
+from samdash.masks import rle_of
 from samdash.render import Color, Layer, draw_layers
 
 FORMATS: tuple[str, ...] = ("png", "cutout", "overlay", "coco", "yolo")
@@ -167,7 +168,7 @@ def class_names(segments: Sequence[Exportable]) -> list[str]:
 
 
 def _annotation(number: int, category_id: int, mask: np.ndarray, score: float, polygons: bool) -> dict:
-    rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    rle = rle_of(mask)
     if polygons:
         segmentation: list | dict = [polygon.ravel().tolist() for polygon in polygons_of(mask)]
     else:
