@@ -11,7 +11,7 @@ the new result image shown. The server's resident memory is sampled throughout
 and for ``--linger`` seconds after every session has closed.
 
     python benchmarks/load_sessions.py [--sessions 8] [--megapixels 12] [--boxes 5] [--points 2]
-                                       [--linger 180] [--model none|tiny|vit_t|vit_b|...] [--nice-browsers]
+                                       [--linger 180] [--model none|tiny|vit_t|vit_b|...] [--idle-clients]
 
 ``--model none`` (the default) serves no checkpoint: the GrabCut fallback.
 Progress goes to stderr; stdout gets one JSON line.
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.conftest import CHROMIUM, serve_app  # noqa: E402
+from tests.browser.conftest import serve_app  # noqa: E402
 from tests.browser.load_driver import Report, plan_for, run_session, run_sessions  # noqa: E402
 
 
@@ -111,13 +111,11 @@ def _checkpoint(model: str, folder: Path) -> dict[str, str]:
     return env
 
 
-def _niced_chromium(folder: Path) -> str:
-    """A Chromium whose every process and thread runs only on CPU time nobody else wants (SCHED_IDLE: Chromium
-    sets its threads' nice values itself, but not their scheduling class)."""
-    wrapper = folder / "chromium-niced"
-    wrapper.write_text(f'#!/bin/sh\nexec chrt --idle 0 {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
+def _clients_idle() -> None:
+    """From now on, this process and everything it starts (Playwright's drivers, the browsers) run only on CPU time
+    nobody else wants (SCHED_IDLE; Chromium resets its own nice values, not its scheduling class). The server is
+    started back in the normal class (``serve_app``)."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _describe(report: Report) -> str:
@@ -140,26 +138,27 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200, help="bound on the concurrent sessions, in seconds")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "test-artifacts" / "load", help="screenshots go here")
     parser.add_argument("--server-log", type=Path, default=None, help="keep the server's log here")
-    parser.add_argument("--nice-browsers", action="store_true",
-                        help="run the browsers at the lowest CPU priority, as if on the analysts' own machines: the "
-                             "server gets the cores first")
+    parser.add_argument("--idle-clients", action="store_true",
+                        help="run the browsers, their drivers and this script at the lowest CPU priority, as if on the "
+                             "analysts' own machines: the server gets the cores first")
     args = parser.parse_args()
 
     height = round(math.sqrt(args.megapixels * 1e6 * 3 / 4))
     width = round(height * 4 / 3)
     args.artifacts.mkdir(parents=True, exist_ok=True)
+    if args.idle_clients:
+        _clients_idle()
     _say(f"{args.sessions} sessions, {width}×{height} images, {args.boxes} boxes + {args.points} points each, model {args.model}")
     with tempfile.TemporaryDirectory(prefix="samdash-load-") as tmp:
         folder = Path(tmp)
         env = _checkpoint(args.model, folder)
-        chromium = _niced_chromium(folder) if args.nice_browsers else CHROMIUM
         log_path = args.server_log or folder / "streamlit.log"
         summary: dict[str, object] = {"sessions": args.sessions, "megapixels": args.megapixels, "model": args.model}
         with serve_app(env, log_path) as served, RssSampler(served.pid) as rss:
             _say(f"server at {served.url}, pid {served.pid}")
             # One session alone first (a scene of its own: nothing it encodes is cached for the others).
             alone = run_session(served.url, plan_for(0, args.sessions, width, height, args.boxes, args.points, seed=1),
-                                artifacts=args.artifacts, echo=True, chromium=chromium)
+                                artifacts=args.artifacts, echo=True)
             _say("alone   " + _describe(alone))
             single_rss = rss.read()
             plans = [plan_for(i, args.sessions, width, height, args.boxes, args.points) for i in range(args.sessions)]
@@ -167,7 +166,7 @@ def main() -> None:
             started = time.monotonic()
             me = os.getpid()
             before = _cpu_seconds(served.pid), _cpu_seconds(me), _cpu_seconds()
-            reports = run_sessions(served.url, plans, timeout=args.timeout, artifacts=args.artifacts, echo=True, chromium=chromium)
+            reports = run_sessions(served.url, plans, timeout=args.timeout, artifacts=args.artifacts, echo=True)
             after = _cpu_seconds(served.pid), _cpu_seconds(me), _cpu_seconds()
             server_cpu, harness_cpu, machine_cpu = (b - a for a, b in zip(before, after))
             load_seconds = time.monotonic() - started
@@ -209,7 +208,7 @@ def main() -> None:
         cpu_seconds={"server": round(server_cpu), "benchmark": round(harness_cpu),
                      "browsers": round(machine_cpu - server_cpu - harness_cpu), "wall": round(load_seconds),
                      "cores": os.cpu_count()},
-        browsers_niced=args.nice_browsers,
+        clients_idle=args.idle_clients,
     )
     if summary["tracebacks"]:
         first = log.index("Traceback")

@@ -59,6 +59,13 @@ class Served:
     port: int
 
 
+def _normal_priority() -> None:
+    """The server runs in the normal scheduling class even when its caller runs in the idle one (the load benchmark
+    puts its browsers there)."""
+    if os.sched_getscheduler(0) == os.SCHED_IDLE:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 @contextmanager
 def serve_app(env_overrides: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[Served]:
     """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards; projects go into a data directory of
@@ -74,7 +81,7 @@ def serve_app(env_overrides: dict[str, str], log_path: Path, port: int | None = 
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 "--server.fileWatcherType", "none",
             ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_normal_priority,
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -340,7 +340,6 @@ def run_session(
     viewport: tuple[int, int] = (1500, 1000),
     echo: bool = False,
     instrument: Callable[[Page, Report], None] | None = None,
-    chromium: str = CHROMIUM,
 ) -> Report:
     """One person: open the page, upload ``plan``'s image, draw its boxes and points, check what the page shows.
 
@@ -350,7 +349,7 @@ def run_session(
     report = Report(plan.name, echo=echo)
     start = time.monotonic()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         page = context.new_page()
         page.set_default_timeout(120_000)
