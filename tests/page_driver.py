@@ -27,11 +27,16 @@ def open_app(query: dict[str, str] | None = None) -> AppTest:
 
 
 def settle(at: AppTest) -> None:
-    """Once the image's encode is done, run the page again, as the browser does on its own."""
+    """Once the model has loaded and the image is encoded, run the page again, as the browser does on its own."""
     assert not at.exception
-    encode = at.session_state["samdash"].encode
-    if encode is not None and not encode[1].done():
-        encode[1].result(timeout=120)
+    for _ in range(3):  # the model, then the image's encode
+        load = at.session_state["model_load"][1] if "model_load" in at.session_state else None
+        encode = at.session_state["samdash"].encode
+        waiting = [future for future in (load, encode and encode[1]) if future is not None and not future.done()]
+        if not waiting:
+            return
+        for future in waiting:
+            future.exception(timeout=120)
         at.run()
         assert not at.exception
 

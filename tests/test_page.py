@@ -23,7 +23,8 @@ from samdash.engine import EmbeddingCache
 from samdash.sam_engine import SamEngine
 from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
-from tests.page_driver import APP, FIT, RECT, circle, draw, open_app
+from samdash.ui.sessions import engine_pool
+from tests.page_driver import APP, FIT, RECT, circle, draw, open_app, settle
 
 
 @pytest.fixture
@@ -153,16 +154,49 @@ def test_leaving_an_image_before_its_encode_starts_cancels_that_encode(app):
     release = threading.Event()
     shared.submit(URGENT, object(), lambda: release.wait(300))  # another session's image holds the encoder
     try:
-        app.selectbox(key="sample").select("Coffee cup")
-        with pytest.raises(RuntimeError, match="timed out"):
-            app.run(timeout=3)  # the coffee cup waits for the encoder
+        app.selectbox(key="sample").select("Coffee cup").run(timeout=30)  # the run ends; the coffee cup waits
         coffee = app.session_state["samdash"].encode[1]
-        app.selectbox(key="sample").select("Astronaut")
-        with pytest.raises(RuntimeError, match="timed out"):
-            app.run(timeout=3)
+        assert not coffee.done() and "Waiting for the encoder" in _status_line(app)
+        app.selectbox(key="sample").select("Astronaut").run(timeout=30)
         assert coffee.cancelled() and not app.session_state["samdash"].encode[1].cancelled()
     finally:
         release.set()
+
+
+def test_a_box_drawn_while_the_image_is_encoded_is_segmented_once_it_is(app):
+    release = threading.Event()
+    shared.submit(URGENT, object(), lambda: release.wait(300))  # another session's image holds the encoder
+    try:
+        app.selectbox(key="sample").select("Coffee cup").run(timeout=30)
+        assert app.session_state["samdash"].encode is not None and "You can draw now" in _status_line(app)
+        workspace = app.session_state["samdash"].workspace
+        app.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
+        app.run(timeout=30)  # the drawing's run: nothing to segment with yet, and the canvas keeps the box
+        assert not app.exception and workspace.segments == []
+    finally:
+        release.set()
+    settle(app)  # the run the browser makes once the encode is done
+    assert len(workspace.segments) == 1 and _status_line(app).startswith("Image encoded in")
+
+
+def test_the_page_shows_the_image_and_takes_drawings_while_the_model_loads(tiny_page_env):
+    release = threading.Event()
+    # Another model holds the loader: this page's model waits its turn.
+    engine_pool().acquire("someone else", "another model", lambda: release.wait(300) and None)
+    try:
+        app = AppTest.from_file(APP, default_timeout=120)
+        app.run(timeout=30)
+        assert not app.exception and app.session_state["model_load"][1].running() is False
+        assert "Loading SAM" in _status_line(app) or "Loading tiny" in _status_line(app), _status_line(app)
+        assert _find(app.main, "canvas") is not None and not app.warning  # no fallback banner while SAM loads
+        workspace = app.session_state["samdash"].workspace
+        app.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
+        app.run(timeout=30)
+        assert not app.exception and workspace.segments == []
+    finally:
+        release.set()
+    settle(app)
+    assert len(app.session_state["samdash"].workspace.segments) == 1 and "model_load" not in app.session_state
 
 
 def _layout(node) -> object:
@@ -187,17 +221,18 @@ def test_the_working_area_keeps_its_layout_while_an_image_is_encoded(app):
     or a browser holding one run's layout fails on the next run's messages, and a moved canvas loses its drawing."""
     shared.submit(URGENT, object(), lambda: time.sleep(1.5))  # another session's image holds the encoder a while
     app.selectbox(key="sample").select("Coffee cup").run(timeout=60)
-    assert not app.exception
-    waiting = _layout(app.main)  # this run showed the wait on the status line, then the timing
-    assert _status_line(app).startswith("Image encoded in")
-    app.run()
+    assert not app.exception and "Waiting for the encoder" in _status_line(app)
+    waiting = _layout(app.main)
+    settle(app)
     assert _status_line(app).startswith("Image encoded in")
     assert _layout(app.main) == waiting
 
 
 def _status_line(app) -> str:
-    (line,) = [c.value for c in _find(app.main, "status-line").children.values() if hasattr(c, "value")] or [""]
-    return line
+    """The status line's one caption (in a block of its own, whichever run wrote it)."""
+    (inner,) = _find(app.main, "status-line").children.values()
+    (caption,) = inner.children.values()
+    return caption.value
 
 
 def test_an_exclude_point_with_no_object_is_explained(app):
@@ -277,9 +312,11 @@ def test_a_corrupt_checkpoint_is_an_error_not_a_traceback(monkeypatch, tmp_path)
     monkeypatch.setenv("SAMDASH_MODEL_DIR", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    assert not at.exception
+    settle(at)  # the load fails on its own thread; the run after it shows why
     assert any("broken.pth" in e.value for e in at.error)
     assert any("GrabCut" in w.value for w in at.warning)
+    at.run()  # the session does not load the same file again on every run
+    assert "model_load" not in at.session_state and any("broken.pth" in e.value for e in at.error)
 
 
 def test_a_damaged_official_checkpoint_is_named_with_how_to_fix_it(monkeypatch, tmp_path, tiny_checkpoint):
@@ -294,7 +331,7 @@ def test_a_damaged_official_checkpoint_is_named_with_how_to_fix_it(monkeypatch, 
     monkeypatch.setenv("SAMDASH_DEVICE", "cpu")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    assert not at.exception
+    settle(at)
     (error,) = at.error
     assert error.value.startswith(f"Checkpoint {tmp_path / spec.filename} is damaged: its SHA-256 is ")
     assert "python -m samdash download --model vit_b" in error.value

@@ -39,9 +39,15 @@ def _params(defaults: EverythingParams) -> EverythingParams:
     return replace(defaults, points_per_side=side, pred_iou_thresh=iou, stability_score_thresh=stability, min_mask_region_area=int(min_area))
 
 
-def everything_panel(workspace: Workspace, segmenter: Segmenter, embedding: Embedding | None, image: LoadedImage) -> None:
-    """Always one expander, whatever it holds (the working area keeps its layout from run to run)."""
+def everything_panel(workspace: Workspace, segmenter: Segmenter | None, embedding: Embedding | None, image: LoadedImage) -> None:
+    """Always one expander, whatever it holds (the working area keeps its layout from run to run).
+
+    ``segmenter`` is None while the model loads.
+    """
     with st.expander("Segment everything", icon=":material/auto_awesome_mosaic:"):
+        if segmenter is None:  # its settings need PyTorch, which the model is being loaded with
+            st.info("Finding every object is possible once the model has loaded.", icon=":material/hourglass_top:")
+            return
         if segmenter.is_fallback:
             st.info(
                 f"Finding every object needs SAM; {segmenter.name} can only cut out what you point at. "

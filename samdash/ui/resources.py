@@ -6,6 +6,7 @@ A SAM engine is held by the sessions that chose it and let go when none does
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,23 +24,35 @@ def embedding_cache(max_bytes: int) -> EmbeddingCache:
     return EmbeddingCache(max_bytes)
 
 
-def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) -> Segmenter:
-    """The SAM engine for a checkpoint file that exists, shared with the other sessions that use it.
+def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) -> Future[Segmenter]:
+    """The SAM engine for a checkpoint file that exists, shared with the other sessions that use it: done at once
+    when it is loaded, else loading on a thread of its own while the page shows what it can.
 
-    A replaced file (other size or time) loads afresh; a load that fails is not kept, so a fixed file loads next time.
+    A replaced file (other size or time) loads afresh; a load that failed is not kept, and this session does not
+    try the same file again until the page is reloaded (each rerun would otherwise start the failing load over).
     """
     stat = checkpoint.stat()
     explicit = checkpoint if settings.checkpoint is not None else None
     key = (model_type, str(explicit), stat.st_size, stat.st_mtime_ns, settings)
+    failed = st.session_state.setdefault("failed_model_loads", {})
+    pending = st.session_state.pop("model_load", None)  # (key, future) of a load this session saw start
+    if pending is not None and pending[0] == key and pending[1].done() and pending[1].exception() is not None:
+        failed[key] = pending[1]
+    if key in failed:
+        return failed[key]
     settings = replace(settings, checkpoint=explicit)
 
     def build() -> Segmenter:
         from samdash.segmenter import sam_engine  # PyTorch: seconds and hundreds of MB, paid only for a SAM model
 
-        with st.spinner("Loading the model (once per server process)…"):
-            return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
+        return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
 
-    return engine_pool().acquire(session_id(), key, build)
+    future = engine_pool().acquire(session_id(), key, build)
+    if not future.done():
+        st.session_state["model_load"] = (key, future)  # not the engine itself: the session holds no model
+    elif future.exception() is not None:
+        failed[key] = future
+    return future
 
 
 def fallback_segmenter(cache_mb: int) -> Segmenter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,9 +32,28 @@ class DisplayOptions:
 
 @dataclass(frozen=True)
 class ModelState:
-    segmenter: Segmenter
+    """The model the page segments with: a SAM engine, possibly still loading, or the fallback."""
+
+    engine: Future[Segmenter]
+    # What is loading, for the status line.
+    name: str
     # Why SAM is not in use, when the fallback is.
     fallback_reason: str | None = None
+
+    @property
+    def segmenter(self) -> Segmenter | None:
+        """The engine, or None until it has loaded (a load that failed shows in the sidebar on the next full run).
+
+        Read at each run, not once: a drawing reruns the working area with the state of the last full run.
+        """
+        engine = self.engine
+        return engine.result() if engine.done() and engine.exception() is None else None
+
+
+def _fallback(settings: Settings, reason: str) -> ModelState:
+    ready: Future[Segmenter] = Future()
+    ready.set_result(fallback_segmenter(settings.embedding_cache_mb))
+    return ModelState(ready, ready.result().name, reason)
 
 
 def _size(nbytes: int) -> str:
@@ -89,7 +109,7 @@ def model_panel(settings: Settings) -> ModelState:
         picked = st.selectbox("Architecture", types, index=types.index(settings.model_type) if settings.model_type in types else 0)
         model_type = None if picked == types[0] else picked
         if not path.strip():
-            return ModelState(fallback_segmenter(settings.embedding_cache_mb), "no custom checkpoint path is set")
+            return _fallback(settings, "no custom checkpoint path is set")
         settings = replace(settings, checkpoint=Path(path.strip()).expanduser(), model_type=model_type)
     else:
         model_type = choice
@@ -98,7 +118,7 @@ def model_panel(settings: Settings) -> ModelState:
         checkpoint = locate_checkpoint(model_type or DEFAULT_MODEL, settings)
     except SamdashError as exc:
         st.error(explain(exc, "looking for the checkpoint"), icon="⚠️")
-        return ModelState(fallback_segmenter(settings.embedding_cache_mb), str(exc))
+        return _fallback(settings, str(exc))
     if checkpoint is None:
         state = checkpoint_state(model_type, settings)
         spec = CATALOGUE[model_type]
@@ -107,13 +127,17 @@ def model_panel(settings: Settings) -> ModelState:
         label = "Resume download" if state == "partial" else f"Download ({_size(spec.size_bytes)})"
         if st.button(label, type="primary", icon=":material/download:"):
             _download(model_type, settings)
-        return ModelState(fallback_segmenter(settings.embedding_cache_mb), f"the {spec.filename} checkpoint is not downloaded")
+        return _fallback(settings, f"the {spec.filename} checkpoint is not downloaded")
     st.markdown(f"Checkpoint **present**: `{checkpoint.name}`")
     try:
-        return ModelState(sam_segmenter(model_type, checkpoint, settings))
+        engine = sam_segmenter(model_type, checkpoint, settings)
+        failure = engine.exception() if engine.done() else None
     except Exception as exc:  # noqa: BLE001 - any load failure falls back with a message
-        st.error(explain(exc, f"loading {checkpoint.name}"), icon="⚠️")
-        return ModelState(fallback_segmenter(settings.embedding_cache_mb), f"{checkpoint.name} could not be loaded")
+        failure = exc
+    if failure is not None:
+        st.error(explain(failure, f"loading {checkpoint.name}"), icon="⚠️")
+        return _fallback(settings, f"{checkpoint.name} could not be loaded")
+    return ModelState(engine, CATALOGUE[model_type].description if model_type in CATALOGUE else checkpoint.name)
 
 
 def display_panel() -> DisplayOptions:

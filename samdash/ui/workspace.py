@@ -18,8 +18,13 @@ ready. Two things depend on it:
   the browser, and a remounted canvas forgets what was drawn on it: the drawing
   vanishes, and the next drawing sent without it takes its object away.
 
-So what comes and goes (the encoder's status, an error) goes into a container
+So what comes and goes (what the page waits for, an error) goes into a container
 that is always there.
+
+The page never waits inside a run: while the model loads or the image is
+encoded, the canvas and the saved objects are shown and the run ends; a small
+fragment on the status line polls the work and runs the page again once it is
+done, and that run segments whatever was drawn meanwhile (the canvas holds it).
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
 from samdash.config import Settings
@@ -56,6 +62,8 @@ from samdash.ui.width_probe import column_width
 
 # One line of caption: the status line never grows, so nothing below it moves.
 STATUS_LINE_PX = 24
+# Work done within this much time shows no progress at all (a cached embedding read from disk, a GrabCut copy).
+_QUICK_WAIT_S = 0.5
 # Images after the current one encoded in the background.
 ENCODE_AHEAD = 2
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -68,8 +76,45 @@ MODES = {
 }
 
 
-def _embed(segmenter: Segmenter, image: LoadedImage, status: DeltaGenerator) -> Embedding:
-    """The image's embedding; a cached one returns at once, a first encode shows its progress on the status line."""
+# When the page first waited for a piece of work, and when that work started running: a drawing reruns the area
+# and makes a new ``_Pending``, and the time shown must not start again from zero.
+_SEEN: WeakKeyDictionary[Future, float] = WeakKeyDictionary()
+_RUNNING: WeakKeyDictionary[Future, float] = WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """Work the page waits for (the model loading, the image encoding) while it shows the image and takes drawings."""
+
+    future: Future
+    what: str
+    queued_behind: str | None = None  # what the work waits for before it starts, if it can wait
+
+    def text(self) -> str:
+        now = time.monotonic()
+        asked = _SEEN.setdefault(self.future, now)
+        if self.queued_behind is None or self.future.running():
+            started = _RUNNING.setdefault(self.future, now)
+            doing = f"{self.what}… {now - started:.0f} s"
+        else:
+            doing = f"Waiting for the encoder, busy with {self.queued_behind}… {now - asked:.0f} s"
+        return f":material/hourglass_top: {doing} · You can draw now: drawings are segmented once it is done."
+
+
+@st.fragment(run_every=1.0)
+def _wait_for(pending: _Pending) -> None:
+    """The status line while ``pending`` runs; the page runs again once it is done, and segments what was drawn.
+
+    A fragment of its own, polled by the browser: the working area's run ends at once and takes each drawing as
+    it comes, so nothing drawn meanwhile waits behind a run that is itself waiting.
+    """
+    if pending.future.done():
+        st.rerun(scope="app")
+    st.caption(pending.text())
+
+
+def _embedding(segmenter: Segmenter, image: LoadedImage) -> tuple[Embedding | None, _Pending | None]:
+    """The image's embedding, or the encode to wait for (one already cached or quick returns at once)."""
     key = (segmenter.cache_id, image.content_hash)
     data = session()
     if data.encode is not None and data.encode[0] != key:
@@ -77,31 +122,24 @@ def _embed(segmenter: Segmenter, image: LoadedImage, status: DeltaGenerator) -> 
         data.encode = None
     embedding = cached_embedding(segmenter, image.content_hash)
     if embedding is not None:
-        return embedding  # at once, even while another session's image is being encoded
-
-    def ask() -> Future[Embedding]:
-        """Encodes run beside the script thread, so the page can show elapsed time; this image goes before
-        encode-ahead, and one already queued (by this session, another one, or ahead of time) is the same encode."""
+        return embedding, None  # at once, even while another session's image is being encoded
+    if data.encode is None or data.encode[1].cancelled():
+        # Encodes run beside the script thread; this image goes before encode-ahead, and one already queued (by
+        # this session, another one, or ahead of time) is the same encode.
         future = shared.submit(URGENT, key, lambda: segmenter.embed(image.rgb, image.content_hash))
         data.encode = (key, future)
-        return future
-
-    future = ask()
-    start, started, wait = time.monotonic(), None, 0.3
-    while True:
-        try:
-            return future.result(timeout=wait)
-        except CancelledError:  # another session waiting for this image has left it before its encode began
-            future = ask()
-        except TimeoutError:
-            pass
-        wait = 0.5
-        if started is None and future.running():
-            started = time.monotonic()
-        if started is not None:
-            status.caption(f":material/hourglass_top: Encoding the image with {segmenter.name} (once per image)… {time.monotonic() - started:.0f} s")
-        else:
-            status.caption(f":material/hourglass_top: Waiting for the encoder, busy with another request… {time.monotonic() - start:.0f} s")
+    future = data.encode[1]
+    try:
+        embedding = future.result(timeout=_QUICK_WAIT_S)
+    except TimeoutError:
+        return None, _Pending(future, f"Encoding the image with {segmenter.name} (once per image)", "another image")
+    except CancelledError:  # another session waiting for this image left it before its encode began
+        data.encode = None
+        return _embedding(segmenter, image)
+    except Exception:
+        data.encode = None  # shown once; the next drawing or click tries again
+        raise
+    return embedding, None
 
 
 def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
@@ -214,12 +252,15 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         _carry_over(replaced, image)
     workspace = session().workspace
     segmenter = model.segmenter
-    embedding = None
-    # The status line (the encoder's progress, then what the encode and the last prompt took) has a fixed height:
+    embedding, pending = None, None
+    # The status line (what the page waits for, then what the encode and the last prompt took) has a fixed height:
     # a canvas that moves while the analyst draws puts the drawing elsewhere than aimed.
-    status = st.container(key="status-line", height=STATUS_LINE_PX, border=False).empty()
+    status_line = st.container(key="status-line", height=STATUS_LINE_PX, border=False)
     with st.container(key="encoding"), reported("encoding the image"):  # where an encoding error appears
-        embedding = _embed(segmenter, image, status)
+        if segmenter is None:
+            pending = _Pending(model.engine, f"Loading {model.name} (once per server process)")
+        else:
+            embedding, pending = _embedding(segmenter, image)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
@@ -240,21 +281,13 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     timings = session().cache("timing")
     if workspace.last_decode_ms != decoded_before:
         timings["last"] = (workspace.last_decode_ms, (time.perf_counter() - run_began) * 1000)
-    if embedding is None:
-        status.caption(f"The image could not be encoded with {segmenter.name}: see the message above.")
-    else:
-        if segmenter.is_fallback:  # nothing worth calling an encode: a working copy of the image
-            timing = f"Segmenting with {segmenter.name}"
+    with status_line:
+        if pending is not None:
+            _wait_for(pending)  # a fragment: a block of its own holding its caption, as below
         else:
-            timing = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
-        if workspace.last_decode_ms is not None:
-            timing += f" · last prompt decoded in {workspace.last_decode_ms:.0f} ms"
-            decode_ms, outlined_ms = timings.get("last", (None, None))
-            if decode_ms == workspace.last_decode_ms:
-                timing += f", outlined in {outlined_ms:.0f} ms"
-        status.caption(timing)
+            st.container().caption(_done_text(segmenter, embedding, workspace.last_decode_ms, timings.get("last")))
     with st.container(key="candidates"):
-        candidate_picker(workspace, image, segmenter.name)
+        candidate_picker(workspace, image, segmenter.name if segmenter is not None else model.name)
     with st.container(key="objects"):
         object_list(workspace)
     everything_panel(workspace, segmenter, embedding, image)
@@ -263,6 +296,22 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     autosave(store, save_status)
     if embedding is not None and store is not None:
         _encode_next(store, segmenter)
+
+
+def _done_text(segmenter: Segmenter, embedding: Embedding | None, decode_ms: float | None,
+               last: tuple[float, float] | None) -> str:
+    """The status line once nothing is pending: what the encode and the last prompt took, or that the encode failed."""
+    if embedding is None:
+        return f"The image could not be encoded with {segmenter.name}: see the message above."
+    if segmenter.is_fallback:  # nothing worth calling an encode: a working copy of the image
+        text = f"Segmenting with {segmenter.name}"
+    else:
+        text = f"Image encoded in {embedding.encode_seconds:.1f} s with {segmenter.name} (cached for this image)"
+    if decode_ms is not None:
+        text += f" · last prompt decoded in {decode_ms:.0f} ms"
+        if last is not None and last[0] == decode_ms:
+            text += f", outlined in {last[1]:.0f} ms"
+    return text
 
 
 def _encode_next(store: Store, segmenter: Segmenter) -> None:
