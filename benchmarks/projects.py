@@ -44,7 +44,6 @@ program.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import subprocess

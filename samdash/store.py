@@ -28,6 +28,7 @@ from pathlib import Path
 from samdash.drawings import Applied, Workspace
 from samdash.errors import SamdashError
 from samdash.imaging import LoadedImage, load_image_file
+from samdash.lru import ByteLRU
 from samdash.records import (
     outline_from_bytes,
     outline_to_bytes,
@@ -40,6 +41,10 @@ from samdash.render import hex_to_rgb, rgb_to_hex
 from samdash.segments import Segment, SegmentState
 
 DB_NAME = "samdash.db"
+# Stored images decoded lately, shared by every session of the process: two 12 MP images (a 12 MP JPEG takes
+# a quarter of a second or more to decode). Pixels are read-only, so sessions can share them.
+DECODED_IMAGES_BYTES = 2 * 4000 * 3000 * 3 + (1 << 20)
+_DECODED: ByteLRU[tuple[str, str, int], LoadedImage] = ByteLRU(DECODED_IMAGES_BYTES, lambda image: image.rgb.nbytes)
 # How long a write waits for another writer before it gives up (and the page says the change is not saved).
 BUSY_TIMEOUT_S = 5.0
 # Saves leave checkpoints (copying the write-ahead log into the database, with an fsync) to a background thread;
@@ -387,11 +392,18 @@ class Store:
         return self.data_dir / image.file
 
     def load_image(self, image: ImageInfo, max_pixels: int) -> LoadedImage:
-        """A stored image decoded, its pixels known by the hash they were stored under."""
+        """A stored image decoded, its pixels known by the hash they were stored under.
+
+        The images decoded last are kept (see ``DECODED_IMAGES_BYTES``): "Next" finds the image that encode-ahead
+        has just decoded, and two requests for one image at once decode it once.
+        """
         path = self.image_path(image)
         if not path.is_file():
             raise StoreError(f"The file of {image.name} is missing from the data directory ({path}); restore it from a backup.")
-        return load_image_file(path, max_pixels, name=image.name, content_hash=image.content_hash)
+        return _DECODED.get_or_compute(
+            (image.content_hash, image.name, max_pixels),
+            lambda: load_image_file(path, max_pixels, name=image.name, content_hash=image.content_hash),
+        )
 
     def thumbnail_path(self, content_hash: str) -> Path:
         return self.data_dir / "thumbnails" / f"{content_hash}.jpg"

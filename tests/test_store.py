@@ -13,6 +13,7 @@ import zlib
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -182,6 +183,20 @@ def test_images_are_added_once_and_listed_in_order(project, scene):
     assert store.image_path(second).read_bytes() == b"flipped"
     store.set_done(second.id, True)
     assert [i.done for i in store.images(record.project_id)] == [False, True]
+
+
+def test_a_stored_image_is_decoded_once_for_every_session_that_opens_it(tmp_path, scene):
+    store = Store(tmp_path / "data")
+    project = store.create_project("Field survey")
+    image = LoadedImage.from_array(scene, "scene.png")
+    png = cv2.imencode(".png", cv2.cvtColor(scene, cv2.COLOR_RGB2BGR))[1].tobytes()
+    record, _ = store.add_image(project.id, png, "scene.png", image.content_hash, (image.width, image.height))
+    first = store.load_image(record, 50_000_000)
+    assert np.array_equal(first.rgb, scene) and first.content_hash == image.content_hash
+    assert Store(tmp_path / "data").load_image(record, 50_000_000) is first  # another session: not decoded again
+    store.image_path(record).unlink()
+    with pytest.raises(StoreError, match="missing from the data directory"):
+        store.load_image(record, 50_000_000)  # a file gone is said, even when its pixels are still in memory
 
 
 def test_deleting_a_project_removes_its_objects_and_unshared_files(project, tiny_engine):
