@@ -41,9 +41,10 @@ from samdash.render import hex_to_rgb, rgb_to_hex
 from samdash.segments import Segment, SegmentState
 
 DB_NAME = "samdash.db"
-# Stored images decoded lately, shared by every session of the process: two 12 MP images (a 12 MP JPEG takes
-# a quarter of a second or more to decode). Pixels are read-only, so sessions can share them.
-DECODED_IMAGES_BYTES = 2 * 4000 * 3000 * 3 + (1 << 20)
+# Stored images decoded lately, shared by every session of the process: three 12 MP images, the one shown and the
+# two the page encodes ahead of it (a 12 MP JPEG takes a quarter of a second or more to decode). Pixels are
+# read-only, so sessions can share them.
+DECODED_IMAGES_BYTES = 3 * 4000 * 3000 * 3 + (1 << 20)
 _DECODED: ByteLRU[tuple[str, str, int], LoadedImage] = ByteLRU(DECODED_IMAGES_BYTES, lambda image: image.rgb.nbytes)
 # How long a write waits for another writer before it gives up (and the page says the change is not saved).
 BUSY_TIMEOUT_S = 5.0
