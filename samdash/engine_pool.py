@@ -32,6 +32,11 @@ class EnginePool:
         # One load at a time: two models loading at once would only slow each other down and double the peak.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdash-model-load")
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether the engine for ``key`` is loaded or loading."""
+        with self._lock:
+            return key in self._engines
+
     def __len__(self) -> int:
         """Engines loaded and held."""
         with self._lock:

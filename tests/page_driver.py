@@ -29,6 +29,10 @@ def open_app(query: dict[str, str] | None = None) -> AppTest:
 def settle(at: AppTest) -> None:
     """Once the model has loaded and the image is encoded, run the page again, as the browser does on its own."""
     assert not at.exception
+    if at.session_state["samdash"].held_model is not None:  # the canvas reports how it fits, and the model loads
+        workspace = at.session_state["samdash"].workspace
+        at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": []}, "data": None}, "backgroundFit": FIT}
+        at.run()
     for _ in range(3):  # the model, then the image's encode
         load = at.session_state["model_load"][1] if "model_load" in at.session_state else None
         encode = at.session_state["samdash"].encode

@@ -179,6 +179,18 @@ def test_a_box_drawn_while_the_image_is_encoded_is_segmented_once_it_is(app):
     assert len(workspace.segments) == 1 and _status_line(app).startswith("Image encoded in")
 
 
+def test_a_model_loads_once_the_page_has_shown_its_canvas(tiny_page_env):
+    """Importing PyTorch beside the page's first runs would slow them down: the load waits for the canvas."""
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run(timeout=30)
+    data = app.session_state["samdash"]
+    assert data.held_model is not None and not app.session_state["model_load"][1].done()
+    assert _find(app.main, "canvas") is not None and app.session_state["samdash"].workspace is not None
+    settle(app)  # the canvas reports how it fits the image: the model loads, and the page runs again
+    assert data.held_model is None and "model_load" not in app.session_state
+    assert _status_line(app).startswith("Image encoded in")
+
+
 def test_the_page_shows_the_image_and_takes_drawings_while_the_model_loads(tiny_page_env):
     release = threading.Event()
     # Another model holds the loader: this page's model waits its turn.

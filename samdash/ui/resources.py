@@ -6,6 +6,7 @@ A SAM engine is held by the sessions that chose it and let go when none does
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,10 @@ from samdash.config import Settings
 from samdash.engine import EmbeddingCache, Segmenter
 from samdash.grabcut import GrabCutEngine
 from samdash.ui.sessions import engine_pool
-from samdash.ui.state import session_id
+from samdash.ui.state import session, session_id
+
+# The longest a model load waits for the page to show its canvas (a browser that never reports it).
+HOLD_MODEL_S = 8.0
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,12 +51,42 @@ def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) 
 
         return sam_engine(model_type, settings, embedding_cache(settings.embedding_cache_mb << 20))
 
-    future = engine_pool().acquire(session_id(), key, build)
+    pool, data, holder = engine_pool(), session(), session_id()
+    if data.page_shown or key in pool:
+        future = pool.acquire(holder, key, build)
+    else:
+        # Importing PyTorch beside the page's first runs slows them several times over (they share the cores and
+        # the GIL): the page shows its image, objects and canvas first, then the model loads.
+        future = pending[1] if pending is not None and pending[0] == key else Future()
+        data.held_model = (time.monotonic(), lambda: _forward(pool.acquire(holder, key, build), future))
     if not future.done():
         st.session_state["model_load"] = (key, future)  # not the engine itself: the session holds no model
     elif future.exception() is not None:
         failed[key] = future
     return future
+
+
+def start_held_model(shown: bool) -> None:
+    """Start this session's held-back model load once its canvas is ``shown`` (or after a while without it)."""
+    data = session()
+    data.page_shown = data.page_shown or shown
+    if data.held_model is not None and (data.page_shown or time.monotonic() - data.held_model[0] > HOLD_MODEL_S):
+        _, start = data.held_model
+        data.held_model = None
+        data.page_shown = True
+        start()
+
+
+def _forward(source: Future[Segmenter], target: Future[Segmenter]) -> None:
+    """``target`` completes as ``source`` does."""
+
+    def done(finished: Future[Segmenter]) -> None:
+        if finished.exception() is not None:
+            target.set_exception(finished.exception())
+        else:
+            target.set_result(finished.result())
+
+    source.add_done_callback(done)
 
 
 def fallback_segmenter(cache_mb: int) -> Segmenter:

@@ -8,6 +8,7 @@ that when the session ends all of it can be let go at once
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,10 @@ class SessionData:
     url: dict[str, str] | None = None
     # This session's encode under way: (cache key, future).
     encode: tuple[tuple[str, str], Future[Embedding]] | None = None
+    # Whether the page has shown its canvas once; until then a model load is held back (``samdash.ui.resources``):
+    # (when it was held back, what starts it).
+    page_shown: bool = False
+    held_model: tuple[float, Callable[[], None]] | None = None
     _caches: dict[str, dict[Any, Any]] = field(default_factory=dict)
 
     def cache(self, name: str) -> dict[Any, Any]:
@@ -67,7 +72,7 @@ class SessionData:
             self.encode[1].cancel()
         if self.everything is not None:
             self.everything.cancel.set()
-        self.image = self.workspace = self.encode = self.saved = self.everything = None
+        self.image = self.workspace = self.encode = self.saved = self.everything = self.held_model = None
         self._caches.clear()
 
 

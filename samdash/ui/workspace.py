@@ -56,6 +56,7 @@ from samdash.ui.instant_send import send_drawings_on_release
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.autosave import Replaced, autosave, catch_up
 from samdash.ui.projects import project_store
+from samdash.ui.resources import start_held_model
 from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
@@ -110,6 +111,7 @@ def _wait_for(pending: _Pending) -> None:
     """
     if pending.future.done():
         st.rerun(scope="app")
+    start_held_model(shown=False)  # a canvas that never reports itself holds the model back only so long
     st.caption(pending.text())
 
 
@@ -266,6 +268,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
         shapes = _canvas(workspace, image, mode)
+        start_held_model(shown=shapes is not None)
         send_drawings_on_release()
         decoded_before = workspace.last_decode_ms
         if shapes is not None and embedding is not None:
