@@ -57,8 +57,10 @@ def sam_segmenter(model_type: str | None, checkpoint: Path, settings: Settings) 
     else:
         # Importing PyTorch beside the page's first runs slows them several times over (they share the cores and
         # the GIL): the page shows its image, objects and canvas first, then the model loads.
-        future = pending[1] if pending is not None and pending[0] == key else Future()
-        data.held_model = (time.monotonic(), lambda: _forward(pool.acquire(holder, key, build), future))
+        held = pending is not None and pending[0] == key and data.held_model is not None
+        future = pending[1] if held else Future()
+        since = data.held_model[0] if held else time.monotonic()  # a rerun does not hold it back any longer
+        data.held_model = (since, lambda: _forward(pool.acquire(holder, key, build), future))
     if not future.done():
         st.session_state["model_load"] = (key, future)  # not the engine itself: the session holds no model
     elif future.exception() is not None:
