@@ -59,6 +59,16 @@ class Served:
     port: int
 
 
+def app_tracebacks(log: str) -> list[str]:
+    """The tracebacks in a server log, but for Streamlit's own websocket teardown: when a tab closes while the
+    server sends, Streamlit's websocket endpoint can log one with no frame of this app in it."""
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    return [
+        block for block in blocks
+        if not ("_websocket_endpoint" in block and "samdash" not in block and "streamlit_app" not in block)
+    ]
+
+
 def _normal_priority() -> None:
     """The server runs in the normal scheduling class even when its caller runs in the idle one (the load benchmark
     puts its browsers there)."""
