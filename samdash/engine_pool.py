@@ -62,12 +62,7 @@ class EnginePool:
     def _loaded(self, key: Hashable, future: Future[Segmenter]) -> None:
         """A load that failed is forgotten; one nobody waits for any more (every holder left meanwhile) is let go."""
         with self._lock:
-            if self._engines.get(key) is not future:
-                return
-            if future.exception() is not None:
-                del self._engines[key]
-                self._holders.pop(key, None)
-            elif not self._holders.get(key):
+            if self._engines.get(key) is future and (future.exception() is not None or not self._holders.get(key)):
                 del self._engines[key]
                 self._holders.pop(key, None)
 

@@ -83,12 +83,12 @@ class CompactMask:
 
 
 def rle_of(mask: np.ndarray) -> dict:
-    """COCO RLE of a boolean (height, width) mask.
+    """COCO RLE of a (height, width) mask, nonzero meaning inside.
 
     COCO runs go down columns: the mask is transposed by OpenCV, four times
     faster than NumPy's column-order copy (a 12 MP mask: ~7 ms instead of ~60).
     """
-    columns = cv2.transpose(np.ascontiguousarray(mask).view(np.uint8))
+    columns = cv2.transpose(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
     return coco_mask.encode(columns.T)
 
 
