@@ -16,6 +16,11 @@ def circle(x: float, y: float, fill: str) -> dict:
     return {"type": "circle", "left": x - 7, "top": y - 7, "radius": 6, "strokeWidth": 2, "fill": fill}
 
 
+def canvas_state(*objects: dict) -> dict:
+    """What the canvas reports: its drawing (``objects``, in canvas pixels) and how it fitted the image."""
+    return {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
+
+
 def open_app(query: dict[str, str] | None = None) -> AppTest:
     """A new session of the page (at ``query``, as a URL gives it), run until its image is encoded."""
     at = AppTest.from_file(APP, default_timeout=120)
@@ -31,7 +36,7 @@ def settle(at: AppTest) -> None:
     assert not at.exception
     if at.session_state["samdash"].held_model is not None:  # the canvas reports how it fits, and the model loads
         workspace = at.session_state["samdash"].workspace
-        at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": []}, "data": None}, "backgroundFit": FIT}
+        at.session_state[workspace.canvas_key] = canvas_state()
         at.run()
     for _ in range(3):  # the model, then the image's encode
         load = at.session_state["model_load"][1] if "model_load" in at.session_state else None
@@ -48,6 +53,6 @@ def settle(at: AppTest) -> None:
 def draw(at: AppTest, *objects: dict) -> None:
     """Send the whole drawing, as the canvas does after every change."""
     workspace = at.session_state["samdash"].workspace
-    at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": list(objects)}, "data": None}, "backgroundFit": FIT}
+    at.session_state[workspace.canvas_key] = canvas_state(*objects)
     at.run()
     settle(at)

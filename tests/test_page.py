@@ -24,7 +24,7 @@ from samdash.sam_engine import SamEngine
 from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
 from samdash.ui.sessions import engine_pool
-from tests.page_driver import APP, FIT, RECT, circle, draw, open_app, settle
+from tests.page_driver import APP, RECT, canvas_state, circle, draw, open_app, settle
 
 
 @pytest.fixture
@@ -142,8 +142,7 @@ def test_a_prompt_does_not_wait_for_another_sessions_encode(app):
     shared.submit(URGENT, object(), lambda: release.wait(300))  # another session's image holds the encoder
     try:
         workspace = app.session_state["samdash"].workspace
-        drawing = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
-        app.session_state[workspace.canvas_key] = drawing
+        app.session_state[workspace.canvas_key] = canvas_state(RECT)
         app.run(timeout=30)  # this image is encoded already: no need to queue behind the other one
         assert not app.exception and len(app.session_state["samdash"].workspace.segments) == 1
     finally:
@@ -170,7 +169,7 @@ def test_a_box_drawn_while_the_image_is_encoded_is_segmented_once_it_is(app):
         app.selectbox(key="sample").select("Coffee cup").run(timeout=30)
         assert app.session_state["samdash"].encode is not None and "You can draw now" in _status_line(app)
         workspace = app.session_state["samdash"].workspace
-        app.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
+        app.session_state[workspace.canvas_key] = canvas_state(RECT)
         app.run(timeout=30)  # the drawing's run: nothing to segment with yet, and the canvas keeps the box
         assert not app.exception and workspace.segments == []
     finally:
@@ -202,7 +201,7 @@ def test_the_page_shows_the_image_and_takes_drawings_while_the_model_loads(tiny_
         assert "Loading SAM" in _status_line(app) or "Loading tiny" in _status_line(app), _status_line(app)
         assert _find(app.main, "canvas") is not None and not app.warning  # no fallback banner while SAM loads
         workspace = app.session_state["samdash"].workspace
-        app.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": [RECT]}, "data": None}, "backgroundFit": FIT}
+        app.session_state[workspace.canvas_key] = canvas_state(RECT)
         app.run(timeout=30)
         assert not app.exception and workspace.segments == []
     finally:
