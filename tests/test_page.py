@@ -23,6 +23,7 @@ from samdash.engine import EmbeddingCache
 from samdash.sam_engine import SamEngine
 from samdash.errors import Cancelled
 from samdash.prompts import EXCLUDE, INCLUDE
+from samdash.ui.objects import table_edits
 from samdash.ui.sessions import engine_pool
 from tests.page_driver import APP, RECT, canvas_state, circle, draw, open_app, settle
 
@@ -78,20 +79,27 @@ def test_points_refine_the_active_object_with_its_previous_logits(app, tiny_sam)
     assert np.abs(segment.candidates.logits - without.logits).max() > 1e-2
 
 
-def test_each_box_is_a_new_object_and_delete_removes_one(app):
+def test_each_box_is_a_new_object_in_the_table_and_a_deleted_one_leaves_the_canvas(app):
     second = dict(RECT, left=170, top=60)
     draw(app, RECT, second)
     workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 1", "object 2"] and workspace.active_id == 2
+    [table] = app.dataframe
+    assert list(table.value["Name"]) == ["object 1", "object 2"]
+    assert list(table.value["Select"]) == ["Select", "✓ Active"]
+    assert list(table.value["Area"]) == [s.area for s in workspace.segments]
     generation = workspace.generation
-    [b for b in app.button if b.label == "Delete"][0].click().run()
+    workspace.remove(1)  # what the row's Delete button does (clicked in the browser tests)
+    app.run()
     workspace = app.session_state["samdash"].workspace
     assert [s.name for s in workspace.segments] == ["object 2"]
+    assert list(app.dataframe[0].value["Name"]) == ["object 2"]
     # The canvas is remounted with only the remaining object's drawing, already applied.
     assert workspace.generation == generation + 1 and workspace.drawing == {"objects": [second]}
     assert [entry.segment_id for entry in workspace.applied] == [2]
     _button(app, "Clear all").click().run()
     assert app.session_state["samdash"].workspace.segments == []
+    assert not app.dataframe
 
 
 def test_undo_on_the_canvas_takes_back_a_box_and_redo_brings_it_back(app):
@@ -262,14 +270,29 @@ def test_a_degenerate_box_is_refused_and_earlier_objects_stay(app):
 
 def test_rename_recolour_hide(app):
     draw(app, RECT)
-    app.text_input(key=next(k for k in _keys(app) if k.startswith("name-"))).input("cat").run()
-    app.checkbox(key=next(k for k in _keys(app) if k.startswith("visible-"))).uncheck().run()
+    workspace = app.session_state["samdash"].workspace
+    ids = tuple(s.id for s in workspace.segments)
+    table_edits(workspace, ids, {0: {"Name": "cat", "Visible": False}})  # the table's edits, as it reports them
+    app.color_picker(key=next(k for k in _keys(app) if k.startswith("color-"))).set_value("#ff0000").run()
     segment = app.session_state["samdash"].workspace.segments[0]
-    assert segment.name == "cat" and not segment.visible
+    assert (segment.name, segment.visible, segment.color) == ("cat", False, (255, 0, 0))
+    [table] = app.dataframe
+    assert (table.value["Name"][0], bool(table.value["Visible"][0])) == ("cat", False)
+    assert "%23ff0000" in table.value["Colour"][0]  # the row's swatch
+    assert any(m.value.startswith("**Candidates for cat**") for m in app.markdown)
+
+
+def test_table_edits_skip_objects_gone_and_keep_a_name_left_empty(app):
+    draw(app, RECT, dict(RECT, left=170, top=60))
+    workspace = app.session_state["samdash"].workspace
+    ids = tuple(s.id for s in workspace.segments)
+    workspace.remove(ids[0])  # deleted (in another run) after the table was shown
+    table_edits(workspace, ids, {0: {"Name": "gone"}, 1: {"Name": "  "}, 2: {"Name": "no such row"}})
+    assert [s.name for s in workspace.segments] == ["object 2"]
 
 
 def _keys(app: AppTest) -> list[str]:
-    return [w.key for w in [*app.text_input, *app.checkbox] if w.key]
+    return [w.key for w in [*app.text_input, *app.checkbox, *app.color_picker] if w.key]
 
 
 def test_a_new_image_starts_a_new_set_of_objects(app):

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from samdash.imaging import LoadedImage, thumbnail_jpeg
 from samdash.store import Store
+from samdash.ui.objects import table_edits
 from tests.page_driver import RECT, draw, open_app
 
 
@@ -53,17 +54,19 @@ def test_the_first_object_on_a_sample_starts_a_project_and_a_reload_shows_it(tin
 def test_every_kind_of_change_is_saved_as_it_is_made(tiny_page_env):
     at = open_app()
     draw(at, RECT)
-    key = next(w.key for w in at.text_input if w.key and w.key.startswith("name-"))
-    at.text_input(key=key).input("cat").run()
-    at.checkbox(key=next(w.key for w in at.checkbox if w.key and w.key.startswith("visible-"))).uncheck().run()
+    workspace = at.session_state["samdash"].workspace
+    table_edits(workspace, (workspace.segments[0].id,), {0: {"Name": "cat", "Visible": False}})  # the table's callback
+    at.run()
+    at.color_picker(key=next(w.key for w in at.color_picker if w.key and w.key.startswith("color-"))).set_value("#ff0000").run()
     next(b for b in at.button if b.label.startswith("#") and "✓" not in b.label).click().run()
     made = _segments(at)[0]
     store = Store(tiny_page_env)
     [info] = store.images(at.query_params["project"])
     [saved] = store.load_workspace(info)[0].segments
-    assert (saved.name, saved.visible, saved.pick) == ("cat", False, made.pick)
+    assert (saved.name, saved.visible, saved.color, saved.pick) == ("cat", False, (255, 0, 0), made.pick)
     assert saved.compact_mask.counts == made.compact_mask.counts
-    next(b for b in at.button if b.label == "Delete").click().run()
+    at.session_state["samdash"].workspace.remove(made.id)  # the row's Delete button
+    at.run()
     assert store.load_workspace(store.image(info.id))[0].segments == []
 
 

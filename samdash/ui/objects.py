@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import math
+import threading
+import zlib
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -15,6 +20,10 @@ from samdash.ui.display import fit_size, jpeg_data_url, resized
 from samdash.ui.state import session
 
 THUMB_WIDTH = 240
+
+# The object table is Streamlit's data editor, which is built on pandas; importing pandas takes about half a
+# second, so it is imported beside a new server's first run rather than in the middle of it.
+threading.Thread(target=importlib.import_module, args=("pandas",), name="samdash-import-pandas", daemon=True).start()
 
 
 def _score_label(score: float) -> str:
@@ -48,7 +57,12 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
     if segment is None:
         st.info("Draw a **box** or a **freehand region** around an object to segment it.", icon=":material/draw:")
         return
-    st.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
+    head, colour = st.columns([6, 1], vertical_alignment="center")
+    head.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
+    picked = colour.color_picker(
+        f"Colour of {segment.name}", rgb_to_hex(segment.color), key=f"color-{workspace.image_hash[:8]}-{segment.id}"
+    )
+    segment.color = hex_to_rgb(picked)
     base = resized(image, fit_size(image, THUMB_WIDTH))
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):
@@ -67,25 +81,106 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
             )
 
 
+# The object table's columns (its rows are the image's objects, in the order they were made).
+_NAME, _VISIBLE = "Name", "Visible"
+_SELECT, _DELETE = "Select", "Delete"
+# The table's columns, in order, and their widths in CSS px (the table is as wide as they are).
+COLUMN_PX = {"Colour": 44, _NAME: 220, "Area": 110, "IoU": 70, _VISIBLE: 72, _SELECT: 100, _DELETE: 100}
+# Rows shown before the table scrolls: a long list must not push the downloads off the page.
+_TABLE_ROWS = 8
+ROW_PX = 35  # the data editor's row height (and its header's)
+
+
+def _swatch(color: tuple[int, int, int]) -> str:
+    """An object's colour as a tiny SVG image for the table's first column."""
+    return (
+        "data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='16' height='16'>"
+        f"<rect x='0.5' y='0.5' width='15' height='15' rx='3' stroke='%23999' fill='%23{rgb_to_hex(color)[1:]}'/></svg>"
+    )
+
+
+def table_edits(workspace: Workspace, ids: tuple[int, ...], edited_rows: dict) -> None:
+    """Apply the table's edits (row → {column: value}, as the table reports them) to the objects they were made on.
+
+    ``ids`` are the objects of the rows as the table showed them; an object gone since is skipped. An empty name
+    keeps the old one.
+    """
+    for row, changes in edited_rows.items():
+        segment = workspace.segment(ids[int(row)]) if int(row) < len(ids) else None
+        if segment is None:
+            continue
+        name = str(changes.get(_NAME) or "").strip()
+        if name:
+            segment.name = name
+        if _VISIBLE in changes:
+            segment.visible = bool(changes[_VISIBLE])
+
+
+def _table_key(workspace: Workspace) -> str:
+    """The table's widget key: what it shows, so an edit applied (or any change made elsewhere) gives a fresh table.
+
+    A table keeps its edits in the browser and lays them over the data it is sent, rows by position; kept across a
+    change it would show an old name over a new one, or one object's edit on another's row.
+    """
+    shown = repr([(s.id, s.name, s.color, s.visible) for s in workspace.segments] + [workspace.active_id])
+    return f"objects-{workspace.image_hash[:8]}-{zlib.crc32(shown.encode()):08x}"
+
+
+def _on_row_button(workspace: Workspace, ids: tuple[int, ...], click_key: str, action: Callable[[int], None]) -> None:
+    click = st.session_state.get(click_key)
+    if click is not None and click["row"] < len(ids):
+        action(ids[click["row"]])
+
+
 def object_list(workspace: Workspace) -> None:
+    """All objects of the image in one table.
+
+    One element, however many objects: a row of widgets per object made every run of the working area send and
+    lay out hundreds of elements once an image had a few dozen objects.
+    """
     if not workspace.segments:
         return
     head, clear = st.columns([4, 1], vertical_alignment="bottom")
     head.markdown(f"**Objects ({len(workspace.segments)})**")
     clear.button("Clear all", icon=":material/delete_sweep:", width="stretch", key=f"clear-{workspace.image_hash[:8]}", on_click=workspace.clear)
-    for segment in list(workspace.segments):
-        key = f"{workspace.image_hash[:8]}-{segment.id}"
-        active = segment.id == workspace.active_id
-        swatch, name, facts, visible, select, delete = st.columns([0.6, 3, 2.4, 1.2, 1.2, 1.2], vertical_alignment="center")
-        color = swatch.color_picker("Colour", rgb_to_hex(segment.color), key=f"color-{key}", label_visibility="collapsed")
-        segment.color = hex_to_rgb(color)
-        segment.name = name.text_input("Name", segment.name, key=f"name-{key}", label_visibility="collapsed") or segment.name
-        facts.markdown(f"{segment.area:,} px · {_score_label(segment.score)}")
-        segment.visible = visible.checkbox("Visible", segment.visible, key=f"visible-{key}")
-        select.button(
-            "Active" if active else "Select", key=f"select-{key}", disabled=active, width="stretch", on_click=_activate, args=(workspace, segment.id)
-        )
-        delete.button(
-            "Delete", icon=":material/delete:", key=f"delete-{key}", help=f"Delete {segment.name}", width="stretch",
-            on_click=workspace.remove, args=(segment.id,),
-        )
+    segments = list(workspace.segments)
+    ids = tuple(s.id for s in segments)
+    key = _table_key(workspace)
+    select_key, delete_key = f"{key}-select", f"{key}-delete"
+
+    rows = {
+        "Colour": [_swatch(s.color) for s in segments],
+        _NAME: [s.name for s in segments],
+        "Area": [s.area for s in segments],
+        "IoU": [None if math.isnan(s.score) else s.score for s in segments],
+        _VISIBLE: [s.visible for s in segments],
+        _SELECT: ["✓ Active" if s.id == workspace.active_id else "Select" for s in segments],
+        _DELETE: [":material/delete: Delete"] * len(segments),
+    }
+    st.data_editor(
+        rows,
+        key=key,
+        hide_index=True,
+        width="content",
+        height=ROW_PX * (min(len(segments), _TABLE_ROWS) + 1) + 3,
+        disabled=["Colour", "Area", "IoU"],
+        placeholder="n/a",  # an engine without scores (GrabCut)
+        column_config={
+            "Colour": st.column_config.ImageColumn("", width=COLUMN_PX["Colour"], help="The object's colour: change it above the candidates"),
+            _NAME: st.column_config.TextColumn(_NAME, width=COLUMN_PX[_NAME], max_chars=80),
+            "Area": st.column_config.NumberColumn("Area (px)", width=COLUMN_PX["Area"], format="localized"),
+            "IoU": st.column_config.NumberColumn(
+                "IoU", width=COLUMN_PX["IoU"], format="%.2f", help="SAM's predicted IoU of the chosen candidate"
+            ),
+            _VISIBLE: st.column_config.CheckboxColumn(_VISIBLE, width=COLUMN_PX[_VISIBLE]),
+            _SELECT: st.column_config.ButtonColumn(
+                "", width=COLUMN_PX[_SELECT], key=select_key, type="tertiary", on_click=_on_row_button,
+                args=(workspace, ids, select_key, partial(_activate, workspace)),
+            ),
+            _DELETE: st.column_config.ButtonColumn(
+                "", width=COLUMN_PX[_DELETE], key=delete_key, type="tertiary", on_click=_on_row_button,
+                args=(workspace, ids, delete_key, workspace.remove),
+            ),
+        },
+        on_change=lambda: table_edits(workspace, ids, st.session_state[key]["edited_rows"]),
+    )

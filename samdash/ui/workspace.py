@@ -65,6 +65,8 @@ from samdash.ui.width_probe import column_width
 STATUS_LINE_PX = 24
 # Work done within this much time shows no progress at all (a cached embedding read from disk, a GrabCut copy).
 _QUICK_WAIT_S = 0.5
+# A column's width on a common laptop screen, for the result drawn before the browser has measured the column.
+_LIKELY_COLUMN_PX = 640
 # Images after the current one encoded in the background.
 ENCODE_AHEAD = 2
 # Prompts are drawn in one colour that stands out on most photos; objects get their own colours in the result.
@@ -190,12 +192,11 @@ def _carry_over(replaced: Replaced, image: LoadedImage) -> None:
     workspace.generation = max(workspace.generation, previous.generation) + 1
 
 
-def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] | None:
-    """Draw the canvas; return the shapes on it, in image pixels.
+def _canvas(workspace: Workspace, image: LoadedImage, mode: str, width: int | None) -> list[Shape] | None:
+    """Draw the canvas ``width`` px wide; return the shapes on it, in image pixels.
 
     None until the canvas has reported how it fitted the image (a second or so after it mounts).
     """
-    width = column_width("canvas_width", 560)
     if width is None:
         st.empty()  # the canvas's place, until the browser has measured the column
         return None
@@ -219,12 +220,13 @@ def _canvas(workspace: Workspace, image: LoadedImage, mode: str) -> list[Shape] 
     return _in_image(result.json_data, result.background_fit, image)
 
 
-def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions) -> None:
-    width = column_width("result_width", 560)
-    if width is None:
-        st.empty()  # the result's place, until the browser has measured the column
-        return
-    size = fit_size(image, width)
+def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions, width: int | None) -> None:
+    """The image with its objects outlined, drawn ``width`` px wide.
+
+    Before the browser has measured the column it is drawn at a likely width and scaled to fit: a reopened image
+    shows its objects with the page's first run, not a run later.
+    """
+    size = fit_size(image, width or _LIKELY_COLUMN_PX)
     shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
     layers = [s.layer(display.single_color) for s in shown]
     drawn = draw_layers(
@@ -267,7 +269,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
-        shapes = _canvas(workspace, image, mode)
+        # The two columns are equally wide: one measure serves both (a second would cost another run to report).
+        width = column_width("column_width", 560)
+        shapes = _canvas(workspace, image, mode, width)
         start_held_model(shown=shapes is not None)
         send_drawings_on_release()
         decoded_before = workspace.last_decode_ms
@@ -278,7 +282,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with right, st.container(key="result"):
         st.markdown("**Result**")
         with reported("drawing the result"):
-            _result(workspace, image, display)
+            _result(workspace, image, display, width)
     # (decode ms, outlined ms) of the last prompt this session decoded: the server's time from the start of the run
     # to its result sent, shown only beside the decode it belongs to (not on another image's).
     timings = session().cache("timing")

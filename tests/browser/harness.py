@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Page
 
+from samdash.ui.objects import COLUMN_PX, ROW_PX
+
 # Only a canvas one can see: while a run replaces the canvas, the one it replaces stays in the page, hidden.
 CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas:visible"
 RESULT_IMAGE = ".st-key-result [data-testid=stImage] img"
@@ -119,6 +121,52 @@ def wait_for_result_change(page: Page, before: np.ndarray, timeout: float = 30) 
         previous = now if changed else None
         time.sleep(0.05)
     raise TimeoutError("the result image did not change")
+
+
+OBJECT_TABLE = ".st-key-objects [data-testid=data-grid-canvas]"
+
+
+def object_cells(page: Page, column: str) -> list[str]:
+    """The object table's cells in ``column`` (a key of ``COLUMN_PX``), for the rows on screen.
+
+    The table draws on a canvas; the text read here is its accessible copy, which the grid keeps in the page.
+    """
+    index = list(COLUMN_PX).index(column)
+    return page.locator(f".st-key-objects [data-testid^=glide-cell-{index}-]").all_inner_texts()
+
+
+def wait_for_cells(page: Page, column: str, expected: list[str], timeout: float = 20) -> None:
+    """Wait until the object table's ``column`` reads ``expected`` (the table is drawn after the run that sends it)."""
+    deadline = time.monotonic() + timeout
+    while (seen := object_cells(page, column)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the object table's {column} column reads {seen}, not {expected}")
+        time.sleep(0.1)
+
+
+def object_cell(page: Page, row: int, column: str) -> tuple[float, float]:
+    """The middle of a cell of the object table, in page pixels (the columns have fixed widths)."""
+    table = page.locator(OBJECT_TABLE).first
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    assert box is not None, "the object table is not on the page"
+    names = list(COLUMN_PX)
+    left = sum(COLUMN_PX[name] for name in names[: names.index(column)])
+    return box["x"] + left + COLUMN_PX[column] / 2, box["y"] + ROW_PX * (row + 1.5)
+
+
+def click_object_cell(page: Page, row: int, column: str) -> None:
+    page.mouse.click(*object_cell(page, row, column))
+
+
+def rename_object(page: Page, row: int, name: str) -> None:
+    """Type a new name into a row's Name cell, as a person does: double-click, select all, type, Enter."""
+    page.mouse.dblclick(*object_cell(page, row, "Name"))
+    editor = page.locator("[data-testid=glide-overlay-editor] textarea, #portal textarea").first
+    editor.wait_for(timeout=10_000)
+    editor.press("Control+a")
+    editor.type(name)
+    editor.press("Enter")
 
 
 def wait_for_objects(page: Page, count: int, timeout: float = 30) -> None:

@@ -26,7 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.harness import choose_mode, result_pixels, settled_box, upload
+from tests.browser.harness import choose_mode, object_cells, result_pixels, settled_box, upload
 
 Box = tuple[float, float, float, float]
 # What a person aims at: the image on the canvas (its drawing layer is meant to lie exactly on top of it).
@@ -265,11 +265,11 @@ def _objects_count(page: Page) -> int:
 
 
 def _areas(page: Page, timeout: float = 0) -> list[str]:
-    """Each object's area as the object list shows it ("12,345 px"); tries for up to ``timeout`` seconds."""
+    """Each object's area as the object table holds it; tries for up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            found = re.findall(r"([\d,]+) px", page.locator(".st-key-objects").inner_text(timeout=5000))
+            found = object_cells(page, "Area")
         except Exception:  # noqa: BLE001 - replaced while Streamlit reruns
             found = []
         if found or time.monotonic() > deadline:

@@ -16,11 +16,14 @@ from tests.browser.harness import (
     CANVAS,
     canvas_box,
     choose_mode,
+    click_object_cell,
+    rename_object,
     to_page,
     draw_box,
     result_pixels,
     upload,
     wait_for_canvas,
+    wait_for_cells,
     wait_for_objects,
     wait_for_result_change,
 )
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.browser
 
 # A 900×600 scene: a red disc (centre 300,300, radius 150) and a blue square on a grey, textured background.
 DISC_CENTRE, DISC_RADIUS = (300, 300), 150
+FIRST_OBJECT_COLOUR = (230, 159, 0)  # the palette's first colour
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -64,7 +68,7 @@ def test_box_drawn_by_mouse_outlines_the_object(fallback_page, artifacts):
     pixels = wait_for_result_change(page, before)
     page.screenshot(path=artifacts / "fallback-box.png", full_page=True)
     scale = pixels.shape[1] / 900
-    distances = _outline_distances(pixels, (230, 159, 0), scale)
+    distances = _outline_distances(pixels, FIRST_OBJECT_COLOUR, scale)
     assert len(distances) > 200, "no outline drawn"
     on_boundary = np.abs(distances - DISC_RADIUS) < 6 / scale + 3
     assert on_boundary.mean() > 0.9, f"only {on_boundary.mean():.0%} of the outline lies on the disc's edge"
@@ -83,10 +87,10 @@ def _touching_png() -> bytes:
 def _outline_near_block_edge(pixels: np.ndarray, scale: float) -> int:
     """Outline-coloured pixels along the blue block's far (right) edge, x ≈ 620."""
     strip = pixels[int(240 * scale) : int(360 * scale), int(610 * scale) : int(632 * scale), :3].astype(int)
-    return int(np.all(np.abs(strip - (230, 159, 0)) < 40, axis=-1).sum())
+    return int(np.all(np.abs(strip - FIRST_OBJECT_COLOUR) < 40, axis=-1).sum())
 
 
-def test_exclude_point_delete_and_bad_upload(fallback_page, artifacts):
+def test_exclude_point_the_object_table_and_bad_upload(fallback_page, artifacts):
     page = fallback_page
     upload(page, "touching.png", _touching_png())
     wait_for_canvas(page)
@@ -117,10 +121,24 @@ def test_exclude_point_delete_and_bad_upload(fallback_page, artifacts):
     wait_for_objects(page, 2)
     # Three drawings, three immediate sends: the sender listens once however often the page reruns.
     assert page.locator("[data-sent]").first.get_attribute("data-sent") == "3"
-    page.locator(".st-key-objects").get_by_role("button", name="Delete").nth(1).click()
+    wait_for_cells(page, "Select", ["Select", "✓ Active"])
+    click_object_cell(page, 0, "Select")  # the object table: one row per object
+    page.locator(".st-key-candidates").get_by_text("Candidates for object 1").wait_for(timeout=15_000)
+    wait_for_cells(page, "Select", ["✓ Active", "Select"])
+    click_object_cell(page, 1, "Delete")
     wait_for_objects(page, 1)
-    assert page.locator(".st-key-objects input[type=text]").first.input_value() == "object 1"
+    wait_for_cells(page, "Name", ["object 1"])
     assert _outline_near_block_edge(result_pixels(page), scale) == 0
+    rename_object(page, 0, "disc")
+    page.locator(".st-key-candidates").get_by_text("Candidates for disc").wait_for(timeout=15_000)
+    shown = result_pixels(page)
+    click_object_cell(page, 0, "Visible")  # hidden: the result shows no outline
+    hidden = wait_for_result_change(page, shown)
+    wait_for_cells(page, "Visible", ["false"])
+    assert len(_outline_distances(hidden, FIRST_OBJECT_COLOUR, scale)) < len(_outline_distances(shown, FIRST_OBJECT_COLOUR, scale)) / 10
+    click_object_cell(page, 0, "Visible")
+    wait_for_result_change(page, hidden)
+    page.locator(".st-key-objects").screenshot(path=artifacts / "object-table.png")
 
     # A corrupt upload shows an error and keeps the remaining object.
     upload(page, "broken.png", b"\x89PNG\r\n\x1a\n this is not really a png")

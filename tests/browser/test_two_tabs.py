@@ -13,7 +13,7 @@ from PIL import Image
 from samdash.imaging import load_image, thumbnail_jpeg
 from samdash.store import Store
 from tests.browser.conftest import app_tracebacks, open_page, serve_app
-from tests.browser.harness import draw_box, wait_for_canvas, wait_for_objects, wait_for_run
+from tests.browser.harness import draw_box, object_cells, wait_for_canvas, wait_for_objects, wait_for_run
 
 pytestmark = pytest.mark.browser
 
@@ -65,10 +65,9 @@ def _assert_whole(workspace) -> None:
 
 
 def _object_names(page) -> list[str]:
-    """The names in the object list (one text box each), once its widgets are drawn."""
-    script = "() => [...document.querySelectorAll('.st-key-objects [data-testid=stTextInput] input')].map(i => i.value)"
-    page.wait_for_function(f"({script})().length > 0", timeout=30_000)
-    return sorted(page.evaluate(script))
+    """The names in the object table, once it is drawn."""
+    page.wait_for_function("() => document.querySelector('.st-key-objects [data-testid^=glide-cell-1-]')", timeout=30_000)
+    return sorted(object_cells(page, "Name"))
 
 
 def test_two_tabs_on_one_image_keep_each_others_objects(browser, tiny_checkpoint, tmp_path, artifacts):
