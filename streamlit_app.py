@@ -5,6 +5,7 @@ import streamlit as st
 from samdash.config import Settings
 from samdash.ui.image_input import image_picker
 from samdash.ui.image_nav import image_navigator
+from samdash.ui.labels import label_panel
 from samdash.ui.page import fallback_banner, header
 from samdash.ui.projects import follow_url, keep_url, project_notice, project_panel, project_store
 from samdash.ui.server_folder import server_folder_panel
@@ -18,6 +19,7 @@ if store is not None:
     follow_url(store)
 with st.sidebar:
     project_panel(store)
+    label_panel(store)
     server_folder_panel(settings, store)
     model = model_panel(settings)
     display = display_panel()

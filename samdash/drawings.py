@@ -18,6 +18,7 @@ from samdash.canvas import Shape
 from samdash.engine import Embedding, Segmenter
 from samdash.errors import PromptError
 from samdash.prompts import EXCLUDE, inside
+from samdash.render import Color
 from samdash.segments import Segment, SegmentState
 
 
@@ -99,6 +100,8 @@ class Workspace:
     generation: int = 0
     drawing: dict[str, Any] | None = None
     last_decode_ms: float | None = None
+    # The label (id, colour) an object made from now on gets: the one picked before drawing. Not saved.
+    new_label: tuple[int, Color] | None = None
     # Points taken back, by key, with the object each refined: a redo returns to it.
     _taken_back: dict[Hashable, list[int]] = field(default_factory=dict, repr=False)
     # Objects whose making drawing was taken back, by that drawing's key: a redo brings them back.
@@ -123,6 +126,12 @@ class Workspace:
 
     def segment(self, segment_id: int | None) -> Segment | None:
         return next((s for s in self.segments if s.id == segment_id), None)
+
+    def add_new(self, segment: Segment) -> None:
+        """Add an object just made (not one coming back): it takes the label picked for new objects."""
+        if self.new_label is not None:
+            segment.label_id, segment.color = self.new_label
+        self.add(segment)
 
     def add(self, segment: Segment) -> None:
         """Add an object in the order objects were made (a returning one goes back to its place); make it active."""
@@ -242,7 +251,7 @@ class Workspace:
                 raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
             state = ctx.fresh(shape)
             target = Segment.create(self.next_id, state)
-            self.add(target)
+            self.add_new(target)
             self.applied.append(Applied(shape, target.id))
         else:
             before = target.saved()

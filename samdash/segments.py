@@ -44,13 +44,15 @@ class SegmentState:
 
 @dataclass(eq=False)
 class Segment:
-    """One object: a name, a colour, and the state its prompts made."""
+    """One object: a name, a colour, a label (its class, by id in the project's label set), and the state its
+    prompts made."""
 
     id: int
     name: str
     color: Color
     state: SegmentState
     visible: bool = True
+    label_id: int | None = None
     # Outline of the picked mask, traced once: reruns redraw it without decoding the mask again.
     _outline: tuple[CompactMask, list[np.ndarray]] | None = field(default=None, repr=False)
 

@@ -112,6 +112,16 @@ class ProjectInfo:
 
 
 @dataclass(frozen=True)
+class LabelInfo:
+    """A class objects belong to ("car", "defect"), one of a project's label set."""
+
+    id: int  # stable: exports use it as the category id
+    project_id: str
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     id: int
     project_id: str
@@ -200,8 +210,23 @@ def _schema_v3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE objects ADD COLUMN outline BLOB")
 
 
+def _schema_v4(db: sqlite3.Connection) -> None:
+    """Labels: each project's label set, and each object's label (none for the objects saved before)."""
+    _script(
+        db,
+        """
+        CREATE TABLE labels(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, name TEXT NOT NULL, color TEXT NOT NULL,
+            UNIQUE(project_id, name));
+        ALTER TABLE objects ADD COLUMN label_id INTEGER REFERENCES labels(id)
+        """
+    )
+
+
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2, _schema_v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_schema_v1, _schema_v2, _schema_v3, _schema_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -220,8 +245,8 @@ def state_key(state: SegmentState) -> StateKey:
     return (id(state.prompt), id(state.mask), state.pick)
 
 
-# An object as saved: its state, name, colour and visibility.
-ObjectRecord = tuple[SegmentState, str, tuple[int, int, int], bool]
+# An object as saved: its state, name, colour, visibility and label.
+ObjectRecord = tuple[SegmentState, str, tuple[int, int, int], bool, int | None]
 
 
 @dataclass
@@ -345,6 +370,64 @@ class Store:
             (self.data_dir / name).unlink(missing_ok=True)
             self.thumbnail_path(Path(name).stem).unlink(missing_ok=True)
 
+    # Labels
+
+    def labels(self, project_id: str) -> list[LabelInfo]:
+        """A project's label set, in the order the labels were added."""
+        rows = self._read("SELECT id, project_id, name, color FROM labels WHERE project_id = ? ORDER BY position", (project_id,))
+        return [LabelInfo(label_id, project, name, hex_to_rgb(color)) for label_id, project, name, color in rows]
+
+    def add_label(self, project_id: str, name: str, color: tuple[int, int, int]) -> LabelInfo:
+        name = _label_name(name)
+        with self._writing() as db:
+            if db.execute("SELECT 1 FROM labels WHERE project_id = ? AND name = ?", (project_id, name)).fetchone():
+                raise StoreError(f"There is a label {name!r} already.")
+            position = db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM labels WHERE project_id = ?", (project_id,)).fetchone()[0]
+            label_id = db.execute(
+                "INSERT INTO labels(project_id, position, name, color) VALUES (?, ?, ?, ?)",
+                (project_id, position, name, rgb_to_hex(color)),
+            ).lastrowid
+        return LabelInfo(label_id, project_id, name, color)
+
+    def rename_label(self, label_id: int, name: str) -> None:
+        """Rename a label; a name another label has is refused (merge the two instead)."""
+        name = _label_name(name)
+        with self._writing() as db:
+            project = db.execute("SELECT project_id FROM labels WHERE id = ?", (label_id,)).fetchone()
+            if project is None:
+                raise StoreError("That label was deleted elsewhere.")
+            if db.execute("SELECT 1 FROM labels WHERE project_id = ? AND name = ? AND id != ?", (project[0], name, label_id)).fetchone():
+                raise StoreError(f"There is a label {name!r} already: merge into it instead.")
+            db.execute("UPDATE labels SET name = ? WHERE id = ?", (name, label_id))
+
+    def delete_label(self, label_id: int, objects_become: int | None) -> int:
+        """Delete a label; its objects take label ``objects_become`` (None: no label). Returns how many changed.
+
+        An object in the deleted label's colour takes the new label's colour; one the analyst recoloured keeps its
+        own. Every image whose objects change gets a new revision, so sessions showing it load it again.
+        """
+        with self._writing() as db:
+            row = db.execute("SELECT project_id, color FROM labels WHERE id = ?", (label_id,)).fetchone()
+            if row is None:
+                raise StoreError("That label was deleted elsewhere.")
+            if objects_become is not None:
+                target = db.execute("SELECT color FROM labels WHERE id = ? AND project_id = ?", (objects_become, row[0])).fetchone()
+                if target is None or objects_become == label_id:
+                    raise StoreError("The objects must go to another label of the same project.")
+                db.execute("UPDATE objects SET color = ? WHERE label_id = ? AND color = ?", (target[0], label_id, row[1]))
+            db.execute(
+                "UPDATE images SET revision = revision + 1 WHERE id IN (SELECT DISTINCT image_id FROM objects WHERE label_id = ?)",
+                (label_id,),
+            )
+            changed = db.execute("UPDATE objects SET label_id = ? WHERE label_id = ?", (objects_become, label_id)).rowcount
+            db.execute("DELETE FROM labels WHERE id = ?", (label_id,))
+        return changed
+
+    def label_counts(self, project_id: str, except_image: int | None = None) -> dict[int | None, int]:
+        """Objects per label (None: no label) in a project, leaving out one image's (the page counts its own)."""
+        query = "SELECT o.label_id, COUNT(*) FROM objects o JOIN images i ON i.id = o.image_id WHERE i.project_id = ? AND i.id != ?"
+        return dict(self._read(query + " GROUP BY o.label_id", (project_id, -1 if except_image is None else except_image)))
+
     # Images
 
     def add_image(
@@ -448,7 +531,8 @@ class Store:
                 for state_id, data in db.execute("SELECT id, data FROM states WHERE image_id = ?", (image.id,))
             }
             objects = db.execute(
-                "SELECT segment_id, name, color, visible, state_id, outline FROM objects WHERE image_id = ? ORDER BY position",
+                "SELECT segment_id, name, color, visible, state_id, outline, label_id FROM objects WHERE image_id = ? "
+                "ORDER BY position",
                 (image.id,),
             ).fetchall()
             drawings = db.execute(
@@ -459,8 +543,8 @@ class Store:
         saved = SavedImage(image.id, revision, meta=(active_id, next_id))
         saved.state_ids = {state_key(state): (state, state_id) for state_id, state in loaded.items()}
         segments = []
-        for segment_id, name, color, visible, state_id, outline in objects:
-            segment = Segment(segment_id, name, hex_to_rgb(color), loaded[state_id], bool(visible))
+        for segment_id, name, color, visible, state_id, outline, label_id in objects:
+            segment = Segment(segment_id, name, hex_to_rgb(color), loaded[state_id], bool(visible), label_id)
             if outline is not None:
                 segment.keep_outline(outline_from_bytes(outline))
             segments.append(segment)
@@ -514,11 +598,11 @@ class Store:
                 # Outlines the page has traced already are kept with the object; none is traced just to be saved.
                 outlines = {segment.id: segment.traced_outline() for segment in workspace.segments}
                 for sid in changed:
-                    state, name, color, visible = objects[sid]
+                    state, name, color, visible, label_id = objects[sid]
                     db.execute(
-                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
-                         outline_to_bytes(outlines[sid])),
+                         outline_to_bytes(outlines[sid]), label_id),
                     )
                 if drawings_changed:
                     db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))
@@ -565,6 +649,13 @@ class Store:
             raise StoreError(f"The project store could not be read ({exc}).") from exc
 
 
+def _label_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise StoreError("A label needs a name.")
+    return name
+
+
 _IMAGE_QUERY = (
     "SELECT i.id, i.project_id, i.position, i.name, i.content_hash, i.file, i.width, i.height, i.done, "
     "COUNT(o.segment_id), i.revision FROM images i LEFT JOIN objects o ON o.image_id = i.id "
@@ -572,8 +663,8 @@ _IMAGE_QUERY = (
 
 
 def _object_record(segment: Segment) -> ObjectRecord:
-    return (segment.state, segment.name, tuple(segment.color), segment.visible)
+    return (segment.state, segment.name, tuple(segment.color), segment.visible, segment.label_id)
 
 
 def _same_record(old: tuple | None, new: tuple) -> bool:
-    return old is not None and old[0] is new[0] and old[1:4] == new[1:4]
+    return old is not None and old[0] is new[0] and old[1:] == new[1:]

@@ -11,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from samdash.imaging import LoadedImage, thumbnail_jpeg
+from samdash.render import rgb_to_hex
 from samdash.store import Store
 from samdash.ui.objects import table_edits
 from tests.page_driver import RECT, draw, open_app
@@ -139,3 +140,42 @@ def test_an_image_whose_file_is_gone_is_explained_and_the_others_open(tiny_page_
     assert any("The file of image-1.png is missing" in e.value for e in at.error)
     at = open_app({"project": project, "image": "1"})
     assert at.session_state["samdash"].image.name == "image-0.png" and not at.error
+
+
+def test_labels_from_the_sidebar_go_on_new_objects_and_a_merge_relabels_them(tiny_page_env):
+    at = open_app()
+    assert any("your first object starts one" in c.value for c in at.sidebar.caption)
+    draw(at, RECT)  # the first object starts a project
+    project = at.query_params["project"]
+    for name in ("car", "truck"):
+        next(t for t in at.sidebar.text_input if t.label == "New label").input(name)
+        next(b for b in at.sidebar.button if b.label == "Add label").click().run()
+    store = Store(tiny_page_env)
+    car, truck = store.labels(project)
+    assert (car.name, truck.name) == ("car", "truck") and car.color != truck.color
+    assert not at.exception
+
+    at.selectbox(key=f"new-label-{project}").select(truck.id).run()
+    draw(at, RECT, dict(RECT, left=200, top=60))
+    workspace = at.session_state["samdash"].workspace
+    first, second = workspace.segments
+    assert (first.label_id, second.label_id, second.color) == (None, truck.id, truck.color)
+    [table] = at.dataframe
+    assert list(table.value["Label"].fillna("")) == ["", "truck"]
+    assert any(c.value == "On this image: truck 1 · no label 1 · in the project: truck 1 · no label 1" for c in at.caption)
+    table_edits(workspace, (first.id, second.id), {0: {"Label": "car"}}, store.labels(project))  # the table's callback
+    at.run()
+    assert (first.label_id, first.color) == (car.id, car.color)
+
+    # Merge "truck" into "car" from the sidebar: the image shown now has two cars, also in the store.
+    at.selectbox(key="label-manage").select(truck).run()
+    at.selectbox(key=f"label-becomes-{truck.id}").select(car.id).run()
+    next(b for b in at.button if b.label == "Merge into car").click().run()
+    assert [label.name for label in store.labels(project)] == ["car"]
+    shown = at.session_state["samdash"].workspace.segments
+    assert [(s.label_id, s.color) for s in shown] == [(car.id, car.color), (car.id, car.color)]
+    [info] = store.images(project)
+    assert [s.label_id for s in store.load_workspace(info)[0].segments] == [car.id, car.id]
+    assert any(c.value.startswith("On this image: car 2 · in the project: car 2") for c in at.caption)
+    assert [m.value for m in at.sidebar.markdown if "●" in m.value] == [f"<span style='color:{rgb_to_hex(car.color)}'>●</span> car"]
+    assert not at.exception

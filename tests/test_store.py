@@ -252,9 +252,14 @@ def test_a_version_1_store_is_migrated_and_a_copy_kept(tmp_path, tiny_engine, sc
     assert not record.done and record.objects == 1
     workspace, _ = store.load_workspace(record)
     [rock] = workspace.segments
-    assert (rock.id, rock.name, rock.color) == (4, "rock", (255, 0, 0))
+    assert (rock.id, rock.name, rock.color, rock.label_id) == (4, "rock", (255, 0, 0), None)  # labels came later
     assert rock.compact_mask.counts == state.mask.counts
     assert workspace.next_id == 5 and workspace.active_id == 4
+    assert store.labels("p1") == []
+    car = store.add_label("p1", "car", (0, 0, 255))
+    rock.label_id = car.id
+    assert store.save_workspace(workspace, store.load_workspace(record)[1])
+    assert store.load_workspace(record)[0].segments[0].label_id == car.id
 
 
 def test_a_store_from_a_newer_release_is_refused_and_left_alone(tmp_path):
@@ -343,3 +348,63 @@ def test_outlines_round_trip_and_a_speckled_one_is_not_kept():
     assert [c.tolist() for c in outline_from_bytes(outline_to_bytes(contours))] == [c.tolist() for c in contours]
     assert outline_from_bytes(outline_to_bytes([])) == []
     assert outline_to_bytes([np.zeros((MAX_OUTLINE_POINTS + 1, 2), np.int32)]) is None
+
+
+def test_labels_are_added_renamed_counted_and_saved_with_objects(project, tiny_engine):
+    store, record, image = project
+    car = store.add_label(record.project_id, "  car ", (255, 0, 0))
+    person = store.add_label(record.project_id, "person", (0, 255, 0))
+    assert [(label.name, label.color) for label in store.labels(record.project_id)] == [("car", (255, 0, 0)), ("person", (0, 255, 0))]
+    with pytest.raises(StoreError, match="already"):
+        store.add_label(record.project_id, "car", (1, 1, 1))
+    with pytest.raises(StoreError, match="merge"):
+        store.rename_label(person.id, "car")
+    with pytest.raises(StoreError, match="name"):
+        store.add_label(record.project_id, "   ", (1, 1, 1))
+    store.rename_label(person.id, "pedestrian")
+    assert [label.name for label in store.labels(record.project_id)] == ["car", "pedestrian"]
+
+    workspace, saved = store.load_workspace(record)
+    workspace.new_label = (car.id, car.color)  # picked before drawing
+    workspace, saved = _worked(store, record, image, tiny_engine, A, B)
+    assert [s.label_id for s in workspace.segments] == [None, None]  # a reloaded workspace has no label picked
+    fresh, saved = store.load_workspace(record)
+    fresh.new_label = (car.id, car.color)
+    embedding = tiny_engine.embed(image.rgb, image.content_hash)
+    fresh.sync(shapes_from_canvas({"objects": [A, B, dict(A, left=A["left"] + 300)]}, SAME_SIZE), tiny_engine, embedding, (image.width, image.height))
+    made = fresh.segments[-1]
+    assert (made.label_id, made.color) == (car.id, car.color)
+    fresh.segments[0].label_id = person.id
+    assert store.save_workspace(fresh, saved)
+    reopened = Store(store.data_dir).load_workspace(record)[0]
+    assert [s.label_id for s in reopened.segments] == [person.id, None, car.id]
+    assert store.label_counts(record.project_id) == {person.id: 1, None: 1, car.id: 1}
+    assert store.label_counts(record.project_id, except_image=record.id) == {}
+
+
+def test_deleting_a_label_moves_its_objects_and_other_sessions_see_it(project, tiny_engine):
+    store, record, image = project
+    car = store.add_label(record.project_id, "car", (255, 0, 0))
+    truck = store.add_label(record.project_id, "truck", (0, 0, 255))
+    workspace, saved = _worked(store, record, image, tiny_engine, A, B)
+    first, second = workspace.segments
+    first.label_id, first.color = truck.id, truck.color  # in its label's colour
+    second.label_id, second.color = truck.id, (9, 9, 9)  # recoloured by the analyst
+    assert store.save_workspace(workspace, saved)
+    revision = store.revision(record.id)
+
+    assert store.delete_label(truck.id, car.id) == 2  # "merge truck into car"
+    assert [label.name for label in store.labels(record.project_id)] == ["car"]
+    assert store.revision(record.id) == revision + 1  # a session showing the image reloads it
+    merged = store.load_workspace(record)[0].segments
+    assert [(s.label_id, s.color) for s in merged] == [(car.id, car.color), (car.id, (9, 9, 9))]
+    first.name = "lorry"
+    with pytest.raises(Conflict):  # a session that still shows "truck" saves nothing over the merge
+        store.save_workspace(workspace, saved)
+
+    assert store.delete_label(car.id, None) == 2
+    assert [(s.label_id, s.color) for s in store.load_workspace(record)[0].segments] == [(None, car.color), (None, (9, 9, 9))]
+    with pytest.raises(StoreError):
+        store.delete_label(car.id, None)  # gone already
+    store.delete_project(record.project_id)  # labels go with their project
+    assert sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM labels").fetchone() == (0,)

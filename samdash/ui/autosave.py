@@ -46,6 +46,8 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> No
             data.saved = store.load_workspace(info)[1]
             data.unsaved_file = None
             data.url = {"project": info.project_id, "image": "1"}
+            store.save_workspace(workspace, data.saved)
+            st.rerun(scope="app")  # the sidebar (project, labels) and the URL show the new project
         store.save_workspace(workspace, data.saved)
     except Conflict:
         # Saved elsewhere since this run began: the next run brings the image up to date, this tab's drawings on top.

@@ -99,7 +99,7 @@ def _follow() -> None:
     except Exception as exc:  # noqa: BLE001 - the page must survive anything the run raised
         _end((True, described(exc, "segmenting everything")))
     for item in found:
-        run.workspace.add(item.to_segment(run.workspace.next_id, run.source))
+        run.workspace.add_new(item.to_segment(run.workspace.next_id, run.source))
     _end(None)
 
 

@@ -6,7 +6,8 @@ import importlib
 import math
 import threading
 import zlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -16,7 +17,9 @@ from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.segments import Segment
+from samdash.store import LabelInfo
 from samdash.ui.display import fit_size, jpeg_data_url, resized
+from samdash.ui.labels import counts_text
 from samdash.ui.state import session
 
 THUMB_WIDTH = 240
@@ -48,6 +51,10 @@ def _pick(segment: Segment, index: int) -> None:
     segment.pick = index
 
 
+def _recolour(segment: Segment, key: str) -> None:
+    segment.color = hex_to_rgb(st.session_state[key])
+
+
 def _activate(workspace: Workspace, segment_id: int) -> None:
     workspace.active_id = segment_id
 
@@ -59,10 +66,9 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
         return
     head, colour = st.columns([6, 1], vertical_alignment="center")
     head.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
-    picked = colour.color_picker(
-        f"Colour of {segment.name}", rgb_to_hex(segment.color), key=f"color-{workspace.image_hash[:8]}-{segment.id}"
-    )
-    segment.color = hex_to_rgb(picked)
+    key = f"color-{workspace.image_hash[:8]}-{segment.id}"
+    st.session_state[key] = rgb_to_hex(segment.color)  # the object's colour, whatever changed it last (a label)
+    colour.color_picker(f"Colour of {segment.name}", key=key, on_change=_recolour, args=(segment, key))
     base = resized(image, fit_size(image, THUMB_WIDTH))
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):
@@ -82,10 +88,10 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
 
 
 # The object table's columns (its rows are the image's objects, in the order they were made).
-_NAME, _VISIBLE = "Name", "Visible"
+_NAME, _LABEL, _VISIBLE = "Name", "Label", "Visible"
 _SELECT, _DELETE = "Select", "Delete"
 # The table's columns, in order, and their widths in CSS px (the table is as wide as they are).
-COLUMN_PX = {"Colour": 44, _NAME: 220, "Area": 110, "IoU": 70, _VISIBLE: 72, _SELECT: 100, _DELETE: 100}
+COLUMN_PX = {"Colour": 44, _NAME: 180, _LABEL: 130, "Area": 100, "IoU": 60, _VISIBLE: 72, _SELECT: 100, _DELETE: 100}
 # Rows shown before the table scrolls: a long list must not push the downloads off the page.
 _TABLE_ROWS = 8
 ROW_PX = 35  # the data editor's row height (and its header's)
@@ -99,12 +105,13 @@ def _swatch(color: tuple[int, int, int]) -> str:
     )
 
 
-def table_edits(workspace: Workspace, ids: tuple[int, ...], edited_rows: dict) -> None:
+def table_edits(workspace: Workspace, ids: tuple[int, ...], edited_rows: dict, labels: Sequence[LabelInfo] = ()) -> None:
     """Apply the table's edits (row → {column: value}, as the table reports them) to the objects they were made on.
 
     ``ids`` are the objects of the rows as the table showed them; an object gone since is skipped. An empty name
-    keeps the old one.
+    keeps the old one. A new label brings its colour; an emptied one leaves the object unlabelled, in its colour.
     """
+    by_name = {label.name: label for label in labels}
     for row, changes in edited_rows.items():
         segment = workspace.segment(ids[int(row)]) if int(row) < len(ids) else None
         if segment is None:
@@ -114,6 +121,11 @@ def table_edits(workspace: Workspace, ids: tuple[int, ...], edited_rows: dict) -
             segment.name = name
         if _VISIBLE in changes:
             segment.visible = bool(changes[_VISIBLE])
+        if _LABEL in changes:
+            label = by_name.get(changes[_LABEL] or "")
+            segment.label_id = label.id if label is not None else None
+            if label is not None:
+                segment.color = label.color
 
 
 def _table_key(workspace: Workspace) -> str:
@@ -122,7 +134,7 @@ def _table_key(workspace: Workspace) -> str:
     A table keeps its edits in the browser and lays them over the data it is sent, rows by position; kept across a
     change it would show an old name over a new one, or one object's edit on another's row.
     """
-    shown = repr([(s.id, s.name, s.color, s.visible) for s in workspace.segments] + [workspace.active_id])
+    shown = repr([(s.id, s.name, s.color, s.visible, s.label_id) for s in workspace.segments] + [workspace.active_id])
     return f"objects-{workspace.image_hash[:8]}-{zlib.crc32(shown.encode()):08x}"
 
 
@@ -132,8 +144,9 @@ def _on_row_button(workspace: Workspace, ids: tuple[int, ...], click_key: str, a
         action(ids[click["row"]])
 
 
-def object_list(workspace: Workspace) -> None:
-    """All objects of the image in one table.
+def object_list(workspace: Workspace, labels: Sequence[LabelInfo], elsewhere: dict[int | None, int]) -> None:
+    """All objects of the image in one table, and how many objects each label has here and in the project
+    (``elsewhere``: on the project's other images).
 
     One element, however many objects: a row of widgets per object made every run of the working area send and
     lay out hundreds of elements once an image had a few dozen objects.
@@ -145,12 +158,14 @@ def object_list(workspace: Workspace) -> None:
     clear.button("Clear all", icon=":material/delete_sweep:", width="stretch", key=f"clear-{workspace.image_hash[:8]}", on_click=workspace.clear)
     segments = list(workspace.segments)
     ids = tuple(s.id for s in segments)
-    key = _table_key(workspace)
+    names = {label.id: label.name for label in labels}
+    key = _table_key(workspace) + f"-{zlib.crc32(repr(labels).encode()):08x}"  # a renamed label: a fresh table
     select_key, delete_key = f"{key}-select", f"{key}-delete"
 
     rows = {
         "Colour": [_swatch(s.color) for s in segments],
         _NAME: [s.name for s in segments],
+        _LABEL: [names.get(s.label_id) for s in segments],
         "Area": [s.area for s in segments],
         "IoU": [None if math.isnan(s.score) else s.score for s in segments],
         _VISIBLE: [s.visible for s in segments],
@@ -168,6 +183,11 @@ def object_list(workspace: Workspace) -> None:
         column_config={
             "Colour": st.column_config.ImageColumn("", width=COLUMN_PX["Colour"], help="The object's colour: change it above the candidates"),
             _NAME: st.column_config.TextColumn(_NAME, width=COLUMN_PX[_NAME], max_chars=80),
+            _LABEL: st.column_config.SelectboxColumn(
+                _LABEL, width=COLUMN_PX[_LABEL], options=list(names.values()),
+                help="The object's class; add labels in the sidebar" if names else "Add labels in the sidebar first",
+                disabled=not names,
+            ),
             "Area": st.column_config.NumberColumn("Area (px)", width=COLUMN_PX["Area"], format="localized"),
             "IoU": st.column_config.NumberColumn(
                 "IoU", width=COLUMN_PX["IoU"], format="%.2f", help="SAM's predicted IoU of the chosen candidate"
@@ -182,5 +202,9 @@ def object_list(workspace: Workspace) -> None:
                 args=(workspace, ids, delete_key, workspace.remove),
             ),
         },
-        on_change=lambda: table_edits(workspace, ids, st.session_state[key]["edited_rows"]),
+        on_change=lambda: table_edits(workspace, ids, st.session_state[key]["edited_rows"], labels),
     )
+    if names:
+        here = Counter(s.label_id for s in segments)
+        project = here + Counter(elsewhere)
+        st.caption(f"On this image: {counts_text(list(labels), dict(here))} · in the project: {counts_text(list(labels), dict(project))}")

@@ -44,6 +44,7 @@ from samdash.config import Settings
 from samdash.drawings import Workspace
 from samdash.encode_queue import URGENT, encode_ahead, shared
 from samdash.engine import Embedding, Segmenter, cached_embedding
+from samdash.errors import SamdashError
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.store import ImageInfo, Store
@@ -53,6 +54,7 @@ from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
 from samdash.ui.feedback import reported
 from samdash.ui.instant_send import send_drawings_on_release
+from samdash.ui.labels import new_object_label, project_labels
 from samdash.ui.objects import candidate_picker, object_list
 from samdash.ui.autosave import Replaced, autosave, catch_up
 from samdash.ui.projects import project_store
@@ -265,7 +267,11 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
             pending = _Pending(model.engine, f"Loading {model.name} (once per server process)")
         else:
             embedding, pending = _embedding(segmenter, image)
-    mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
+    labels = project_labels(store)
+    draw_with, label_with = st.columns([3, 2], vertical_alignment="bottom")
+    mode = draw_with.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
+    with label_with:
+        new_object_label(workspace, labels)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
@@ -296,13 +302,24 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     with st.container(key="candidates"):
         candidate_picker(workspace, image, segmenter.name if segmenter is not None else model.name)
     with st.container(key="objects"):
-        object_list(workspace)
+        object_list(workspace, labels, _counts_elsewhere(store) if labels else {})
     everything_panel(workspace, segmenter, embedding, image)
     with st.container(key="downloads"):
         download_panel(workspace, image, display)
     autosave(store, save_status)
     if embedding is not None and store is not None:
         _encode_next(store, segmenter)
+
+
+def _counts_elsewhere(store: Store | None) -> dict[int | None, int]:
+    """Objects per label on the project's other images, as saved (this image's are counted from the page)."""
+    data = session()
+    if store is None or data.project_id is None:
+        return {}
+    try:
+        return store.label_counts(data.project_id, except_image=data.saved.image_id if data.saved is not None else None)
+    except SamdashError:
+        return {}  # the store's own message is on the page already
 
 
 def _done_text(segmenter: Segmenter, embedding: Embedding | None, decode_ms: float | None,

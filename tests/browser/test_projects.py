@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.conftest import open_page, serve_app
-from tests.browser.harness import draw_box, upload_all, wait_for_canvas, wait_for_objects, wait_for_run
+from tests.browser.harness import draw_box, upload_all, wait_for_canvas, wait_for_cells, wait_for_objects, wait_for_run
 
 pytestmark = pytest.mark.browser
 
@@ -56,8 +56,17 @@ def test_work_survives_a_reload_and_a_killed_server(browser, tiny_checkpoint, tm
         page.get_by_text("Image 1 of 3", exact=False).wait_for(timeout=60_000)
         wait_for_run(page)
         wait_for_canvas(page)
+        # A label from the sidebar, picked for the objects drawn next.
+        page.locator("[data-testid=stSidebar]").get_by_label("New label").fill("disc")
+        page.get_by_role("button", name="Add label").click()
+        page.locator("[data-testid=stSidebar]").get_by_text("disc · 0").wait_for(timeout=30_000)
+        wait_for_run(page)
+        page.get_by_role("combobox", name="Label for new objects").click()
+        page.get_by_role("option", name="disc").click()
+        wait_for_run(page)
         draw_box(page, (90, 90), (330, 310), image_size=(600, 400))
         wait_for_objects(page, 1)
+        wait_for_cells(page, "Label", ["disc"])
         _go(page, "Next")
         draw_box(page, (130, 90), (370, 310), image_size=(600, 400))
         wait_for_objects(page, 1)
@@ -82,7 +91,9 @@ def test_work_survives_a_reload_and_a_killed_server(browser, tiny_checkpoint, tm
         wait_for_objects(page, 2, timeout=60)
         wait_for_canvas(page)
         assert _label_map(page) == exported
+        wait_for_cells(page, "Label", ["disc", "disc"])  # the label picked stays picked on this page
         page.get_by_role("button", name="Previous").click()
         page.get_by_text("Image 1 of 3", exact=False).wait_for(timeout=30_000)
         wait_for_objects(page, 1, timeout=60)
+        wait_for_cells(page, "Label", ["disc"])
         page.screenshot(path=artifacts / "project-after-restart.png", full_page=True)
