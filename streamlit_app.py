@@ -3,6 +3,7 @@
 import streamlit as st
 
 from samdash.config import Settings
+from samdash.ui.dataset_panel import dataset_panel
 from samdash.ui.image_input import image_picker
 from samdash.ui.image_nav import image_navigator
 from samdash.ui.labels import label_panel
@@ -20,6 +21,7 @@ if store is not None:
 with st.sidebar:
     project_panel(store)
     label_panel(store)
+    dataset_panel(store)
     server_folder_panel(settings, store)
     model = model_panel(settings)
     display = display_panel()

@@ -31,6 +31,10 @@ c. Restart: a fresh ``Store`` and ``load_workspace`` of an image with 50 of
    ``page.goto(URL)`` to "Objects (50)" shown after a fresh server start,
    with the image's embedding already on disk (the tiny SAM: no encode).
 
+d. Export: that data directory's project as each dataset format (COCO, YOLO-seg, masks; ``samdash.dataset``), each
+   in a fresh process: seconds, ms per object, the process's peak RSS against its RSS before the export, the zip's
+   size.
+
 ``--next`` measures instead, in a real browser with a random-weight vit_b at
 12 MP, the time from a click on Next to the next image's canvas ready (shown,
 encoded, the page's run over): once encode-ahead has encoded that image, and
@@ -329,6 +333,47 @@ def bench_disk(pool: Workspace, speckled: Workspace, emb_mb: float, settings: di
     return result
 
 
+_EXPORT = """
+import resource, sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from samdash.dataset import export_project
+from samdash.store import Store
+store = Store(Path({data!r}))
+[project] = store.projects()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+report = export_project(store, project.id, {fmt!r}, Path({out!r}))
+seconds = time.perf_counter() - start
+print(seconds, before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, report.objects)
+"""
+
+
+def bench_export(root: Path, images: int) -> dict[str, object]:
+    """The disk measurement's project exported as each dataset format, each in a fresh process (its own peak RSS)."""
+    result: dict[str, object] = {}
+    for fmt in ("coco", "yolo", "masks"):
+        out = root / f"export-{fmt}.zip"
+        script = _EXPORT.format(root=str(ROOT), data=str(root / "disk"), fmt=fmt, out=str(out))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        seconds, before_mb, peak_mb, objects = (float(value) for value in done.stdout.split())
+        result[fmt] = {
+            "seconds": round(seconds, 1),
+            "ms_per_object": round(seconds * 1000 / max(objects, 1), 1),
+            "rss_before_mb": round(before_mb),
+            "peak_rss_mb": round(peak_mb),
+            "zip_mb": round(out.stat().st_size / 1e6, 1),
+        }
+        out.unlink()
+    print(
+        f"d. export of the {images}-image project: "
+        + "; ".join(f"{fmt} {r['seconds']} s ({r['ms_per_object']} ms per object), peak RSS {r['peak_rss_mb']} MB "
+                    f"(process at {r['rss_before_mb']} MB before), zip {r['zip_mb']} MB" for fmt, r in result.items()),
+        flush=True,
+    )
+    return result
+
+
 _FRESH = """
 import sys, time
 start = time.perf_counter()
@@ -597,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["autosave"] = bench_autosave(engine, settings, root)
         speckled, pool, emb_mb = _object_pool(engine, settings, settings["objects_per_image"], root)
         summary["disk"] = bench_disk(pool, speckled, emb_mb, settings, settings["images"], root)
+        summary["export"] = bench_export(root, settings["images"])
         summary["restart"], project_id = bench_restart(pool, settings, root)
         if args.browser:
             summary["restart"]["browser"] = bench_browser_reload(root, project_id, settings["restart_objects"])

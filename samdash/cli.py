@@ -27,6 +27,8 @@ from samdash.checkpoints import CATALOGUE, DEFAULT_MODEL, download_checkpoint
 from samdash.prompts import INCLUDE, box_prompt, inside, point_prompt
 from samdash.segmenter import sam_engine
 from samdash.segments import Segment, SegmentState
+from samdash.dataset import DEFAULT_TOLERANCE_PX, export_project
+from samdash.dataset import FORMATS as DATASET_FORMATS
 from samdash.store import ProjectInfo, Store
 
 
@@ -85,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--format", type=_formats, default=["png", "coco"], help=f"comma-separated: {','.join(FORMATS)} (default png,coco)")
 
     commands.add_parser("projects", help="list the projects in SAMDASH_DATA_DIR")
+
+    export = commands.add_parser("export", help="a whole project as a dataset: COCO, YOLO-seg or mask PNGs")
+    export.add_argument("project", help="the project's id or name (see `projects`)")
+    export.add_argument("--format", choices=DATASET_FORMATS, required=True)
+    export.add_argument("--out", type=Path, required=True, help="a .zip (images with their annotations); coco also takes a .json (annotations only)")
+    export.add_argument("--polygons", action="store_true", help="coco: polygons instead of RLE (holes are filled)")
+    export.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_PX, help="yolo: polygon simplification in px (0: none)")
+    export.add_argument("--val", type=float, default=0.0, help="yolo: share of images in a validation split (0: no split)")
+    export.add_argument("--seed", type=int, default=0, help="yolo: the split's random seed")
 
     download = commands.add_parser("download", help="download an official SAM checkpoint")
     download.add_argument("--model", choices=sorted(CATALOGUE), default=DEFAULT_MODEL)
@@ -153,11 +164,15 @@ def _open_segmenter(settings: Settings, allow_fallback: bool, err: TextIO) -> Se
         return GrabCutEngine(cache)
 
 
+def _find_project(store: Store, wanted: str) -> ProjectInfo | None:
+    """The project with this id, or else with this name."""
+    projects = store.projects()
+    return next((p for p in projects if p.id == wanted), None) or next((p for p in projects if p.name == wanted), None)
+
+
 def _project(store: Store, wanted: str) -> ProjectInfo:
     """The project with this id or name; a new one with this name when there is none."""
-    projects = store.projects()
-    found = next((p for p in projects if p.id == wanted), None) or next((p for p in projects if p.name == wanted), None)
-    return found or store.create_project(wanted)
+    return _find_project(store, wanted) or store.create_project(wanted)
 
 
 def _save_to_project(store: Store, project: ProjectInfo, path: Path, image: LoadedImage, segments: list[Segment]) -> None:
@@ -233,6 +248,26 @@ def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    store = Store(Settings.from_env().data_dir)
+    project = _find_project(store, args.project)
+    if project is None:
+        raise SamdashError(f"there is no project {args.project!r} in {store.data_dir} (`python -m samdash projects` lists them)")
+    start = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        filled = int(30 * done / max(total, 1))
+        print(f"\r{project.name} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images", end="", file=err)
+
+    report = export_project(
+        store, project.id, args.format, args.out, polygons=args.polygons, tolerance=args.tolerance, val_fraction=args.val,
+        seed=args.seed, progress=progress,
+    )
+    print(file=err)
+    print(f"{args.out}: {report.text()} in {time.monotonic() - start:.1f} s", file=out)
+    return 0
+
+
 def _projects(out: TextIO) -> int:
     store = Store(Settings.from_env().data_dir)
     for project in store.projects():
@@ -248,6 +283,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     try:
         if args.command == "projects":
             return _projects(out)
+        if args.command == "export":
+            return _export(args, out, err)
         return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
     except SamdashError as exc:
         print(f"samdash: error: {exc}", file=err)

@@ -146,7 +146,7 @@ def polygons_of(mask: np.ndarray) -> list[np.ndarray]:
     return [(contour.reshape(-1, 2) + 0.5) / 2 + (x0, y0) for contour in outer]
 
 
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
+def joined_polygon(parts: list[np.ndarray]) -> np.ndarray:
     """One polygon visiting every part, for formats that take one polygon per object.
 
     Parts are chained top to bottom, each hanging off the previous one's
@@ -167,7 +167,7 @@ def class_names(segments: Sequence[Exportable]) -> list[str]:
     return list(dict.fromkeys(segment.name for segment in segments))
 
 
-def _annotation(number: int, category_id: int, mask: np.ndarray, score: float, polygons: bool) -> dict:
+def coco_annotation(number: int, category_id: int, mask: np.ndarray, score: float, polygons: bool) -> dict:
     rle = rle_of(mask)
     if polygons:
         segmentation: list | dict = [polygon.ravel().tolist() for polygon in polygons_of(mask)]
@@ -196,7 +196,7 @@ def coco_json(segments: Sequence[Exportable], image_name: str, size: tuple[int, 
     width, height = size
     category_ids = {name: i for i, name in enumerate(class_names(segments), start=1)}
     annotations = [
-        _annotation(number, category_ids[segment.name], mask, segment.score, polygons)
+        coco_annotation(number, category_ids[segment.name], mask, segment.score, polygons)
         for number, (segment, mask) in enumerate(zip(segments, _masks(segments, size)), start=1)
         if mask.any()
     ]
@@ -227,7 +227,7 @@ def yolo_seg(segments: Sequence[Exportable], size: tuple[int, int], class_ids: d
     for segment, mask in zip(segments, _masks(segments, size)):
         parts = polygons_of(mask)
         if parts:
-            coordinates = (_joined(parts) / size).ravel()
+            coordinates = (joined_polygon(parts) / size).ravel()
             lines.append(f"{ids[segment.name]} " + " ".join(f"{value:.6f}" for value in coordinates) + "\n")
     return "".join(lines)
 

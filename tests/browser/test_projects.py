@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
+import zipfile
 from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools.coco import COCO
 
 from tests.browser.conftest import open_page, serve_app
 from tests.browser.harness import draw_box, upload_all, wait_for_canvas, wait_for_cells, wait_for_objects, wait_for_run
@@ -40,6 +43,20 @@ def _label_map(page) -> bytes:
     return open(download.value.path(), "rb").read()
 
 
+def _check_coco_export(page, tmp_path) -> None:
+    """The project's COCO download: three images, the three objects with their label, readable by pycocotools."""
+    page.get_by_role("button", name="Export project").click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Build and download").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert sorted(archive.namelist()) == ["annotations.json", "images/one.png", "images/three.png", "images/two.png"]
+        (tmp_path / "annotations.json").write_bytes(archive.read("annotations.json"))
+    coco = COCO(str(tmp_path / "annotations.json"))
+    assert [c["name"] for c in coco.dataset["categories"]] == ["disc"]
+    assert [coco.cats[a["category_id"]]["name"] for a in coco.dataset["annotations"]] == ["disc", "disc", "disc"]
+    page.keyboard.press("Escape")
+
+
 def _go(page, button: str) -> None:
     page.get_by_role("button", name=button).click()
     page.get_by_text(f"Image {'2' if button == 'Next' else '1'} of 3", exact=False).wait_for(timeout=30_000)
@@ -59,7 +76,7 @@ def test_work_survives_a_reload_and_a_killed_server(browser, tiny_checkpoint, tm
         # A label from the sidebar, picked for the objects drawn next.
         page.locator("[data-testid=stSidebar]").get_by_label("New label").fill("disc")
         page.get_by_role("button", name="Add label").click()
-        page.locator("[data-testid=stSidebar]").get_by_text("disc · 0").wait_for(timeout=30_000)
+        page.locator("[data-testid=stSidebar]").get_by_text(re.compile(r"^● disc$")).wait_for(timeout=30_000)
         wait_for_run(page)
         page.get_by_role("combobox", name="Label for new objects").click()
         page.get_by_role("option", name="disc").click()
@@ -75,6 +92,7 @@ def test_work_survives_a_reload_and_a_killed_server(browser, tiny_checkpoint, tm
         project, image = _where(page)
         assert image == "2"
         exported = _label_map(page)
+        _check_coco_export(page, tmp_path)
         page.screenshot(path=artifacts / "project-before-reload.png", full_page=True)
 
         page.reload()
