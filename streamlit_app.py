@@ -6,6 +6,7 @@ from samdash.config import Settings
 from samdash.ui.dataset_panel import dataset_panel
 from samdash.ui.image_input import image_picker
 from samdash.ui.image_nav import image_navigator
+from samdash.ui.import_panel import import_panel
 from samdash.ui.labels import label_panel
 from samdash.ui.page import fallback_banner, header
 from samdash.ui.projects import follow_url, keep_url, project_notice, project_panel, project_store
@@ -22,6 +23,7 @@ with st.sidebar:
     project_panel(store)
     label_panel(store)
     dataset_panel(store)
+    import_panel(store)
     server_folder_panel(settings, store)
     model = model_panel(settings)
     display = display_panel()

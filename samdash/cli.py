@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from samdash.coco_import import import_coco
 from samdash.config import Settings
 from samdash.download import progress_text
 from samdash.engine import Embedding, EmbeddingCache, Segmenter
@@ -87,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--format", type=_formats, default=["png", "coco"], help=f"comma-separated: {','.join(FORMATS)} (default png,coco)")
 
     commands.add_parser("projects", help="list the projects in SAMDASH_DATA_DIR")
+
+    coco = commands.add_parser("import", help="a COCO instances file and its images into a project, to review in the page")
+    coco.add_argument("annotations", type=Path, help="the COCO instances JSON")
+    coco.add_argument("--images", type=Path, required=True, help="the folder holding its images (file_name is looked up there)")
+    coco.add_argument("--project", required=True, help="the project's id or name (a new name starts one)")
 
     export = commands.add_parser("export", help="a whole project as a dataset: COCO, YOLO-seg or mask PNGs")
     export.add_argument("project", help="the project's id or name (see `projects`)")
@@ -268,6 +274,17 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, out: TextIO) -> int:
+    settings = Settings.from_env()
+    if not args.images.is_dir():
+        raise SamdashError(f"{args.images} is not a folder of images")
+    store = Store(settings.data_dir)
+    project = _project(store, args.project)
+    report = import_coco(store, args.annotations, args.images, project, settings.max_image_pixels)
+    print(f"{report.text()}; open it at ?project={project.id}", file=out)
+    return 1 if report.skipped else 0
+
+
 def _projects(out: TextIO) -> int:
     store = Store(Settings.from_env().data_dir)
     for project in store.projects():
@@ -285,6 +302,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
             return _projects(out)
         if args.command == "export":
             return _export(args, out, err)
+        if args.command == "import":
+            return _import(args, out)
         return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
     except SamdashError as exc:
         print(f"samdash: error: {exc}", file=err)

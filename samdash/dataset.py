@@ -105,6 +105,21 @@ def _objects(store: Store, images: list[ImageInfo], report: ExportReport,
         progress(len(images), len(images))
 
 
+def _add(archive: zipfile.ZipFile, name: str, data: bytes | str, compress: int = zipfile.ZIP_DEFLATED) -> None:
+    """One file into the zip with a fixed time stamp: the same project gives the same bytes (checksums hold)."""
+    entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.compress_type = compress
+    archive.writestr(entry, data)
+
+
+def _add_image(archive: zipfile.ZipFile, store: Store, image: ImageInfo, name: str) -> None:
+    try:
+        data = store.image_path(image).read_bytes()
+    except OSError as exc:
+        raise SamdashError(f"cannot read {image.name} from the data directory: {exc.strerror or exc}") from exc
+    _add(archive, name, data, zipfile.ZIP_STORED)  # JPEG and PNG are compressed already
+
+
 def _open_zip(target: Path | BinaryIO) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED)
@@ -171,9 +186,9 @@ def _write_coco(store: Store, project_id: str, target: Path | BinaryIO, polygons
         return
     images = {image.id: image for image in store.images(project_id)}
     with _open_zip(target) as archive:
-        archive.writestr("annotations.json", text)
+        _add(archive, "annotations.json", text)
         for image_id, name in names.items():
-            archive.write(store.image_path(images[image_id]), f"images/{name}", zipfile.ZIP_STORED)
+            _add_image(archive, store, images[image_id], f"images/{name}")
 
 
 def _write_yolo(store: Store, project_id: str, target: Path | BinaryIO, tolerance: float, val_fraction: float, seed: int,
@@ -195,11 +210,11 @@ def _write_yolo(store: Store, project_id: str, target: Path | BinaryIO, toleranc
                 coordinates = (joined_polygon(kept) / size).ravel()
                 lines.append(f"{classes.yolo_index(segment.label_id)} " + " ".join(f"{value:.6f}" for value in coordinates))
             split = ("val/" if index in validation else "train/") if val_fraction > 0 else ""
-            archive.write(store.image_path(image), f"images/{split}{name}", zipfile.ZIP_STORED)
-            archive.writestr(f"labels/{split}{PurePosixPath(name).stem}.txt", "".join(f"{line}\n" for line in lines))
+            _add_image(archive, store, image, f"images/{split}{name}")
+            _add(archive, f"labels/{split}{PurePosixPath(name).stem}.txt", "".join(f"{line}\n" for line in lines))
         subsets = ("images/train", "images/val") if val_fraction > 0 else ("images", "images")
         names = "".join(f"  {i}: {_yaml_name(name)}\n" for i, name in enumerate(classes.names()))
-        archive.writestr("data.yaml", f"path: .\ntrain: {subsets[0]}\nval: {subsets[1]}\nnames:\n{names}")
+        _add(archive, "data.yaml", f"path: .\ntrain: {subsets[0]}\nval: {subsets[1]}\nnames:\n{names}")
 
 
 def _write_masks(store: Store, project_id: str, target: Path | BinaryIO, report: ExportReport,
@@ -209,9 +224,9 @@ def _write_masks(store: Store, project_id: str, target: Path | BinaryIO, report:
         for _, image, name, segments in _objects(store, images, report, progress):
             stem = PurePosixPath(name).stem
             size = (image.width, image.height)
-            archive.writestr(f"label_maps/{stem}.png", label_map_png(segments, size), zipfile.ZIP_STORED)
+            _add(archive, f"label_maps/{stem}.png", label_map_png(segments, size), zipfile.ZIP_STORED)
             for segment, object_stem in zip(segments, file_stems([s.name for s in segments])):
-                archive.writestr(f"masks/{stem}/{object_stem}.png", mask_png(segment.mask), zipfile.ZIP_STORED)
+                _add(archive, f"masks/{stem}/{object_stem}.png", mask_png(segment.mask), zipfile.ZIP_STORED)
 
 
 def export_project(

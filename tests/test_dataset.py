@@ -18,7 +18,7 @@ from samdash.dataset import MIN_SIMPLIFIED_IOU, UNLABELLED, UNLABELLED_COCO_ID, 
 from samdash.errors import SamdashError
 from samdash.export import read_yolo_seg
 from samdash.imaging import LoadedImage
-from samdash.store import Store
+from samdash.store import LabelInfo, Store
 from tests.test_cli import _run
 
 SAME_SIZE = BackgroundFit(1.0, 1.0, 0.0, 0.0)
@@ -28,10 +28,9 @@ BOXES = [
 ]
 
 
-@pytest.fixture
-def project(tmp_path, scene, tiny_engine):
+def survey_project(data_dir: Path, scene: np.ndarray, engine) -> tuple[Store, str, LabelInfo]:
     """Three images (two named alike, from two folders), two objects each: a "car", and one without a label."""
-    store = Store(tmp_path / "data")
+    store = Store(data_dir)
     project = store.create_project("Survey")
     car = store.add_label(project.id, "car", (255, 0, 0))
     store.add_label(project.id, "unused", (0, 255, 0))
@@ -41,11 +40,16 @@ def project(tmp_path, scene, tiny_engine):
         png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
         info, _ = store.add_image(project.id, png, Path(name).name, image.content_hash, (image.width, image.height))
         workspace, saved = store.load_workspace(info)
-        embedding = tiny_engine.embed(rgb, image.content_hash)
-        assert workspace.sync(shapes_from_canvas({"objects": BOXES}, SAME_SIZE), tiny_engine, embedding, (image.width, image.height)) == []
+        embedding = engine.embed(rgb, image.content_hash)
+        assert workspace.sync(shapes_from_canvas({"objects": BOXES}, SAME_SIZE), engine, embedding, (image.width, image.height)) == []
         workspace.segments[0].label_id = car.id
         store.save_workspace(workspace, saved)
     return store, project.id, car
+
+
+@pytest.fixture
+def project(tmp_path, scene, tiny_engine):
+    return survey_project(tmp_path / "data", scene, tiny_engine)
 
 
 def _holes_filled(mask: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from pathlib import Path
 
@@ -179,3 +180,37 @@ def test_labels_from_the_sidebar_go_on_new_objects_and_a_merge_relabels_them(tin
     assert any(c.value.startswith("On this image: car 2 · in the project: car 2") for c in at.caption)
     assert [m.value for m in at.sidebar.markdown if "●" in m.value] == [f"<span style='color:{rgb_to_hex(car.color)}'>●</span> car"]
     assert not at.exception
+
+
+def test_a_coco_file_and_its_images_uploaded_in_the_sidebar_become_a_project(tiny_page_env, tmp_path):
+    """The file uploads are what a browser sends; the import itself is tested on its own in test_coco_import."""
+    data, image = _png(5)
+    document = {
+        "images": [{"id": 7, "file_name": "field.png", "width": 320, "height": 240}],
+        "categories": [{"id": 3, "name": "rock"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "segmentation": [[10, 10, 110, 10, 110, 90, 10, 90]]},
+                        {"id": 2, "image_id": 8, "category_id": 3, "segmentation": [[0, 0, 5, 0, 5, 5]]}],
+    }
+    at = open_app()
+    _import(at, document, {"field.png": data})
+    assert not at.exception
+    assert any("1 images, 1 objects imported; new labels: rock; 1 left out: annotation 2: no image 8 in the file" == w.value
+               for w in at.warning)
+    [segment] = _segments(at)
+    assert segment.area == 100 * 80 and at.session_state["samdash"].image.content_hash == image.content_hash
+    [label] = Store(tiny_page_env).labels(at.query_params["project"])
+    assert segment.label_id == label.id and label.name == "rock"
+    assert any("Imported with its mask" in c.value for c in at.caption)
+
+
+def _import(at: AppTest, document: dict, images: dict[str, bytes]) -> None:
+    """Upload the file and the images in the sidebar's import panel and press Import."""
+    from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
+
+    def uploaded(name: str, data: bytes, kind: str) -> UploadedFile:
+        return UploadedFile(UploadedFileRec(file_id=name, name=name, type=kind, data=data), None)
+
+    at.session_state["import-json"] = uploaded("coco.json", json.dumps(document).encode(), "application/json")
+    at.session_state["import-images"] = [uploaded(name, data, "image/png") for name, data in images.items()]
+    at.run()
+    next(b for b in at.button if b.label == "Import").click().run()

@@ -13,6 +13,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
+from samdash.coco_import import IMPORT_SOURCE
 from samdash.drawings import Workspace
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
@@ -69,6 +70,8 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
     key = f"color-{workspace.image_hash[:8]}-{segment.id}"
     st.session_state[key] = rgb_to_hex(segment.color)  # the object's colour, whatever changed it last (a label)
     colour.color_picker(f"Colour of {segment.name}", key=key, on_change=_recolour, args=(segment, key))
+    if segment.candidates.source == IMPORT_SOURCE:
+        st.caption("Imported with its mask: a point refines it from its box and your points (the file has no SAM logits).")
     base = resized(image, fit_size(image, THUMB_WIDTH))
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):
