@@ -39,6 +39,8 @@ _PREVIEW_SIDE = 256
 
 @dataclass
 class ImportReport:
+    """What an import added, and what it left out and why."""
+
     images: int = 0
     objects: int = 0
     labels_added: list[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -103,7 +104,7 @@ def _manage(store: Store, labels: list[LabelInfo]) -> None:
         _change(store, lambda: store.delete_label(picked.id, target.id if target is not None else None), reload=True)
 
 
-def _change(store: Store, change, reload: bool) -> None:
+def _change(store: Store, change: Callable[[], object], reload: bool) -> None:
     """Make a change to the label set; with ``reload``, show the current image as the change left it (its objects'
     labels and colours were rewritten in the store)."""
     try:
