@@ -29,7 +29,7 @@ from samdash.masks import CompactMask
 from samdash.prompts import box_prompt
 from samdash.render import palette_color
 from samdash.segments import Segment, SegmentState
-from samdash.store import ProjectInfo, Store
+from samdash.store import LabelInfo, ProjectInfo, Store, StoreError, label_name
 
 # What an imported object's candidates are known as: no engine can take their logits back.
 IMPORT_SOURCE = "coco-import"
@@ -68,28 +68,83 @@ def _document(source: Path | bytes) -> dict:
     return document
 
 
+def _rle_total(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (COCO's own scheme: 5-bit groups, deltas from two back)."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("its RLE ends in the middle of a number")
+            chunk = ord(counts[position]) - 48
+            value |= (chunk & 0x1F) << (5 * shift)
+            more = bool(chunk & 0x20)
+            position += 1
+            shift += 1
+            if not more and chunk & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
+    """COCO RLE whose runs are whole and cover the image exactly (pycocotools trusts them: short runs read memory)."""
+    if list(segmentation.get("size", [])) != [height, width]:
+        raise ValueError(f"its RLE is {segmentation.get('size')}, the image {height}×{width}")
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(run, int) and not isinstance(run, bool) and run >= 0 for run in counts):
+            raise ValueError("its RLE counts are not whole numbers of pixels")
+        runs = counts
+    elif isinstance(counts, str):
+        runs = _rle_total(counts)
+    else:
+        raise ValueError("its RLE counts are neither a list nor a string")
+    if any(run < 0 for run in runs) or sum(runs) != height * width:
+        raise ValueError(f"its RLE covers {sum(runs)} pixels, the image {height * width}")
+    if isinstance(counts, list):
+        return coco_mask.frPyObjects(segmentation, height, width)
+    return {"size": [height, width], "counts": counts.encode("ascii")}
+
+
+def _checked_polygons(segmentation: list, height: int, width: int) -> list[list[float]]:
+    """Polygons of three points or more, with finite coordinates near the image (far ones crash pycocotools)."""
+    polygons = []
+    for polygon in segmentation:
+        if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+            raise ValueError("a polygon is not a list of three x, y pairs or more")
+        values = np.asarray(polygon, float) if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon) else None
+        if values is None or not np.isfinite(values).all():
+            raise ValueError("a polygon has coordinates that are not numbers")
+        xs, ys = values[0::2], values[1::2]
+        if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or ys.max() > 2 * height:
+            raise ValueError("a polygon lies far outside the image")
+        polygons.append(values.tolist())
+    if not polygons:
+        raise ValueError("it has no polygon")
+    return polygons
+
+
 def _mask(segmentation: object, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygons, RLE or uncompressed RLE) as a boolean mask; ValueError when unreadable."""
-    try:
-        if isinstance(segmentation, list):
-            polygons = [polygon for polygon in segmentation if isinstance(polygon, list) and len(polygon) >= 6]
-            if not polygons:
-                raise ValueError("no polygon with three points or more")
-            rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
-        elif isinstance(segmentation, dict) and "counts" in segmentation:
-            if list(segmentation.get("size", [])) != [height, width]:
-                raise ValueError(f"its RLE is {segmentation.get('size')}, the image {height}×{width}")
-            counts = segmentation["counts"]
-            rle = coco_mask.frPyObjects(segmentation, height, width) if isinstance(counts, list) else {
-                "size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise ValueError("its segmentation is neither polygons nor RLE")
-        return coco_mask.decode(rle).astype(bool)
-    except (TypeError, IndexError, UnicodeEncodeError) as exc:
-        raise ValueError(f"its segmentation cannot be read ({exc})") from exc
+    if isinstance(segmentation, list):
+        rle = coco_mask.merge(coco_mask.frPyObjects(_checked_polygons(segmentation, height, width), height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation:
+        rle = _checked_rle(segmentation, height, width)
+    else:
+        raise ValueError("its segmentation is neither polygons nor RLE")
+    return coco_mask.decode(rle).astype(bool)
 
 
-def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, label_id: int | None) -> Segment:
+def _key(value: object) -> int | str | None:
+    """An id as COCO files give them (a number or a string); anything else names nothing."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, label: LabelInfo | None) -> Segment:
     """An object from someone else's mask: its box as the prompt, the mask exact, no logits SAM can take back."""
     height, width = mask.shape
     compact = CompactMask.encode(mask)
@@ -103,7 +158,8 @@ def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, lab
     )
     state = SegmentState(box_prompt((x, y, x + w, y + h), width, height), candidates, 0, compact)
     segment = Segment.create(segment_id, state)
-    segment.label_id = label_id
+    if label is not None:
+        segment.label_id, segment.color = label.id, label.color
     return segment
 
 
@@ -112,64 +168,93 @@ def import_coco(store: Store, source: Path | bytes, images_dir: Path, project: P
     document = _document(source)
     report = ImportReport()
     labels = {label.name: label for label in store.labels(project.id)}
-    category_labels: dict[object, int] = {}
+    category_labels: dict[int | str, LabelInfo] = {}
     for category in document["categories"]:
-        name = str(category.get("name", "")).strip() if isinstance(category, dict) else ""
-        if not name:
-            report.skipped.append(f"category {category!r}: it has no name")
+        try:
+            name = label_name(str(category.get("name", ""))) if isinstance(category, dict) else ""
+        except StoreError:
+            name = ""
+        if not name or _key(category.get("id")) is None:
+            report.skipped.append(f"category {category!r}: it needs a name and an id")
             continue
         if name not in labels:
             labels[name] = store.add_label(project.id, name, palette_color(len(labels)))
             report.labels_added.append(name)
-        category_labels[category.get("id")] = labels[name].id
-    by_image: dict[object, list[dict]] = defaultdict(list)
-    known_images = {entry.get("id") for entry in document["images"] if isinstance(entry, dict)}
+        category_labels[_key(category["id"])] = labels[name]
+    entries = [entry for entry in document["images"] if isinstance(entry, dict) and _key(entry.get("id")) is not None]
+    by_image: dict[int | str, list[dict]] = defaultdict(list)
+    known = {_key(entry["id"]) for entry in entries}
     for annotation in document["annotations"]:
-        image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
-        if image_id not in known_images:
-            report.skipped.append(f"annotation {annotation.get('id') if isinstance(annotation, dict) else annotation!r}: no image {image_id!r} in the file")
+        image_id = _key(annotation.get("image_id")) if isinstance(annotation, dict) else None
+        if image_id not in known:
+            what = annotation.get("id") if isinstance(annotation, dict) else annotation
+            report.skipped.append(f"annotation {what!r}: no image {image_id!r} in the file")
             continue
         by_image[image_id].append(annotation)
-    for entry in document["images"]:
-        _import_image(store, entry, by_image.get(entry.get("id") if isinstance(entry, dict) else None, []), category_labels,
-                      images_dir, project, max_pixels, report)
+    files = _image_files(entries, images_dir, {image_id: len(found) for image_id, found in by_image.items()}, report)
+    for entry in entries:
+        path = files.get(_key(entry["id"]))
+        annotations = by_image.get(_key(entry["id"]), [])
+        if path is None:
+            continue
+        try:
+            _import_image(store, entry, path, annotations, category_labels, project, max_pixels, report)
+        except SamdashError as exc:
+            report.skipped.append(f"image {path.name}: {exc} ({len(annotations)} annotations left out)")
     return report
 
 
-def _import_image(store: Store, entry: object, annotations: list[dict], category_labels: dict[object, int], images_dir: Path,
+def _image_files(entries: list[dict], images_dir: Path, annotated: dict[int | str, int], report: ImportReport) -> dict[int | str, Path]:
+    """Each image entry's file in ``images_dir``: by its ``file_name``, else by that name's last part (a file name
+    with the folder it had elsewhere), never outside the folder and never one file for two entries."""
+    folder = images_dir.resolve()
+    found: dict[int | str, Path] = {}
+    used: dict[Path, str] = {}
+    for entry in entries:
+        name = str(entry.get("file_name", ""))
+        path = None
+        for candidate in (folder / name, folder / Path(name).name):
+            resolved = candidate.resolve()
+            if name and resolved.is_relative_to(folder) and resolved.is_file():
+                path = resolved
+                break
+        left_out = f"({annotated.get(_key(entry['id']), 0)} annotations left out)"
+        if path is None:
+            report.skipped.append(f"image {name or repr(entry)}: not in the images given {left_out}")
+        elif path in used:
+            report.skipped.append(f"image {name}: its file {path.name} is {used[path]}'s already, so which is which is unclear {left_out}")
+        else:
+            used[path] = name
+            found[_key(entry["id"])] = path
+    return found
+
+
+def _import_image(store: Store, entry: dict, path: Path, annotations: list[dict], category_labels: dict[int | str, LabelInfo],
                   project: ProjectInfo, max_pixels: int, report: ImportReport) -> None:
-    name = str(entry.get("file_name", "")) if isinstance(entry, dict) else ""
-    path = images_dir / name
-    if not name or not path.is_file():
-        path = images_dir / Path(name).name  # a file name with the folder it had elsewhere
-    if not name or not path.is_file():
-        report.skipped.append(f"image {name or repr(entry)}: not in {images_dir} ({len(annotations)} annotations left out)")
-        return
-    try:
-        image = load_image_file(path, max_pixels=max_pixels)
-    except SamdashError as exc:
-        report.skipped.append(f"image {name}: {exc} ({len(annotations)} annotations left out)")
-        return
+    image = load_image_file(path, max_pixels=max_pixels)
+    stated = (entry.get("width"), entry.get("height"))
+    if stated != (None, None) and stated != (image.width, image.height):
+        raise SamdashError(f"the file says {stated[0]}×{stated[1]}, the image is {image.width}×{image.height}")
     info, _ = store.add_image(project.id, path.read_bytes(), path.name, image.content_hash, (image.width, image.height),
                               thumbnail_jpeg(image.rgb))
     workspace, saved = store.load_workspace(info)
     for annotation in annotations:
-        where = f"annotation {annotation.get('id')!r} on {name}"
-        if annotation.get("category_id") not in category_labels:
+        where = f"annotation {annotation.get('id')!r} on {path.name}"
+        label = category_labels.get(_key(annotation.get("category_id")))
+        if label is None:
             report.skipped.append(f"{where}: no category {annotation.get('category_id')!r} in the file")
             continue
         try:
             mask = _mask(annotation.get("segmentation"), image.height, image.width)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             report.skipped.append(f"{where}: {exc}")
             continue
         if not mask.any():
             report.skipped.append(f"{where}: its mask is empty")
             continue
         score = annotation.get("score")
-        segment = imported_segment(workspace.next_id, mask, float(score) if isinstance(score, (int, float)) else None,
-                                   category_labels[annotation["category_id"]])
-        workspace.add(segment)
+        score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score) else None
+        workspace.add(imported_segment(workspace.next_id, mask, score, label))
         report.objects += 1
     store.save_workspace(workspace, saved)
     report.images += 1

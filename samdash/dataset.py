@@ -7,8 +7,9 @@ as they are), except COCO written to a ``.json`` path: the annotations alone.
 
 Categories are the project's labels, by their stable ids (COCO) or their
 order in the label set (YOLO class index). Objects without a label go to a
-category of their own, ``object`` (COCO id 0; the last YOLO class), present
-only when there are such objects.
+category of their own, ``object`` (COCO: the id after the highest label id,
+never 0, which many loaders take for the background; the last YOLO class),
+present only when there are such objects.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from samdash.errors import SamdashError
-from samdash.export import coco_annotation, file_stems, joined_polygon, label_map_png, mask_png, polygons_of
+from samdash.export import coco_annotation, file_stems, label_map_png, mask_png, polygons_of, yolo_line
 from samdash.segments import Segment
 from samdash.store import ImageInfo, LabelInfo, Store
 
 FORMATS = ("coco", "yolo", "masks")
 UNLABELLED = "object"
-UNLABELLED_COCO_ID = 0
 # YOLO polygons are simplified (Douglas–Peucker, this many px) unless that takes the filled polygon below this IoU
 # with the unsimplified one (which is the mask with its holes filled: YOLO-seg has no holes).
 DEFAULT_TOLERANCE_PX = 1.0
@@ -70,7 +70,11 @@ class _Classes:
         return [label.name for label in self.labels] + ([UNLABELLED] if self.unlabelled else [])
 
     def coco_id(self, label_id: int | None) -> int:
-        return label_id if label_id is not None else UNLABELLED_COCO_ID
+        return label_id if label_id is not None else self.unlabelled_coco_id
+
+    @property
+    def unlabelled_coco_id(self) -> int:
+        return max((label.id for label in self.labels), default=0) + 1
 
     def yolo_index(self, label_id: int | None) -> int:
         return next((i for i, label in enumerate(self.labels) if label.id == label_id), len(self.labels))
@@ -120,16 +124,18 @@ def _add_image(archive: zipfile.ZipFile, store: Store, image: ImageInfo, name: s
     _add(archive, name, data, zipfile.ZIP_STORED)  # JPEG and PNG are compressed already
 
 
-def _open_zip(target: Path | BinaryIO) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED)
-    except OSError as exc:
-        raise SamdashError(f"cannot write {target}: {exc.strerror or exc}") from exc
+def _open_zip(target: BinaryIO) -> zipfile.ZipFile:
+    return zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED)
 
 
 def coco_document(store: Store, project_id: str, polygons: bool = False, report: ExportReport | None = None,
-                  progress: Callable[[int, int], None] | None = None, file_names: dict[int, str] | None = None) -> dict:
-    """COCO instances for every image of the project (``images[].id`` is the image's id in the store)."""
+                  progress: Callable[[int, int], None] | None = None, file_names: dict[int, str] | None = None,
+                  original_names: bool = False) -> dict:
+    """COCO instances for every image of the project (``images[].id`` is the image's id in the store).
+
+    ``file_name`` is the image's name in the dataset (``file_names`` receives them by image id), or with
+    ``original_names`` the name it was added under, for annotations that go beside the analyst's own files.
+    """
     report = report if report is not None else ExportReport()
     classes = _classes(store, project_id)
     document: dict = {
@@ -139,10 +145,11 @@ def coco_document(store: Store, project_id: str, polygons: bool = False, report:
         "annotations": [],
     }
     if classes.unlabelled:
-        document["categories"].append({"id": UNLABELLED_COCO_ID, "name": UNLABELLED, "supercategory": ""})
+        document["categories"].append({"id": classes.unlabelled_coco_id, "name": UNLABELLED, "supercategory": ""})
     images = store.images(project_id)
     for _, image, name, segments in _objects(store, images, report, progress):
-        document["images"].append({"id": image.id, "file_name": name, "width": image.width, "height": image.height})
+        shown = image.name if original_names else name
+        document["images"].append({"id": image.id, "file_name": shown, "width": image.width, "height": image.height})
         if file_names is not None:
             file_names[image.id] = name
         for segment in segments:
@@ -173,16 +180,13 @@ def _yaml_name(name: str) -> str:
     return json.dumps(name, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
 
 
-def _write_coco(store: Store, project_id: str, target: Path | BinaryIO, polygons: bool, report: ExportReport,
-                progress: Callable[[int, int], None] | None) -> None:
+def _write_coco(store: Store, project_id: str, target: BinaryIO, json_only: bool, polygons: bool,
+                report: ExportReport, progress: Callable[[int, int], None] | None) -> None:
     names: dict[int, str] = {}
-    document = coco_document(store, project_id, polygons, report, progress, names)
+    document = coco_document(store, project_id, polygons, report, progress, names, original_names=json_only)
     text = json.dumps(document)
-    if isinstance(target, Path) and target.suffix.lower() == ".json":
-        try:
-            target.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise SamdashError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    if json_only:
+        target.write(text.encode())
         return
     images = {image.id: image for image in store.images(project_id)}
     with _open_zip(target) as archive:
@@ -191,11 +195,13 @@ def _write_coco(store: Store, project_id: str, target: Path | BinaryIO, polygons
             _add_image(archive, store, images[image_id], f"images/{name}")
 
 
-def _write_yolo(store: Store, project_id: str, target: Path | BinaryIO, tolerance: float, val_fraction: float, seed: int,
+def _write_yolo(store: Store, project_id: str, target: BinaryIO, tolerance: float, val_fraction: float, seed: int,
                 report: ExportReport, progress: Callable[[int, int], None] | None) -> None:
     classes = _classes(store, project_id)
     images = store.images(project_id)
-    validation = set(random.Random(seed).sample(range(len(images)), round(len(images) * val_fraction))) if val_fraction > 0 else set()
+    # A split asked for has at least one image on each side (when there are two images or more).
+    count = min(max(round(len(images) * val_fraction), 1), len(images) - 1) if val_fraction > 0 else 0
+    validation = set(random.Random(seed).sample(range(len(images)), count)) if count > 0 else set()
     with _open_zip(target) as archive:
         for index, image, name, segments in _objects(store, images, report, progress):
             size = (image.width, image.height)
@@ -207,17 +213,17 @@ def _write_yolo(store: Store, project_id: str, target: Path | BinaryIO, toleranc
                 kept = _simplified(parts, size, tolerance)
                 report.points_traced += sum(len(part) for part in parts)
                 report.points_written += sum(len(part) for part in kept)
-                coordinates = (joined_polygon(kept) / size).ravel()
-                lines.append(f"{classes.yolo_index(segment.label_id)} " + " ".join(f"{value:.6f}" for value in coordinates))
-            split = ("val/" if index in validation else "train/") if val_fraction > 0 else ""
+                lines.append(yolo_line(classes.yolo_index(segment.label_id), kept, size))
+            split = ("val/" if index in validation else "train/") if validation else ""
             _add_image(archive, store, image, f"images/{split}{name}")
-            _add(archive, f"labels/{split}{PurePosixPath(name).stem}.txt", "".join(f"{line}\n" for line in lines))
-        subsets = ("images/train", "images/val") if val_fraction > 0 else ("images", "images")
+            _add(archive, f"labels/{split}{PurePosixPath(name).stem}.txt", "".join(lines))
+        subsets = ("images/train", "images/val") if validation else ("images", "images")
         names = "".join(f"  {i}: {_yaml_name(name)}\n" for i, name in enumerate(classes.names()))
-        _add(archive, "data.yaml", f"path: .\ntrain: {subsets[0]}\nval: {subsets[1]}\nnames:\n{names}")
+        # No "path": Ultralytics then takes the folder holding data.yaml.
+        _add(archive, "data.yaml", f"train: {subsets[0]}\nval: {subsets[1]}\nnames:\n{names}")
 
 
-def _write_masks(store: Store, project_id: str, target: Path | BinaryIO, report: ExportReport,
+def _write_masks(store: Store, project_id: str, target: BinaryIO, report: ExportReport,
                  progress: Callable[[int, int], None] | None) -> None:
     images = store.images(project_id)
     with _open_zip(target) as archive:
@@ -249,13 +255,31 @@ def export_project(
     if store.project(project_id) is None:
         raise SamdashError(f"there is no project {project_id!r}")
     report = ExportReport()
-    if fmt == "coco":
-        _write_coco(store, project_id, target, polygons, report, progress)
-    elif fmt == "yolo":
-        _write_yolo(store, project_id, target, tolerance, val_fraction, seed, report, progress)
-    else:
-        _write_masks(store, project_id, target, report, progress)
+    if not isinstance(target, Path):
+        _write(store, project_id, fmt, target, False, report, polygons, tolerance, val_fraction, seed, progress)
+        return report
+    # Written beside the target and put in its place once complete: a failure leaves no half dataset behind.
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            _write(store, project_id, fmt, out, fmt == "coco" and target.suffix.lower() == ".json", report, polygons,
+                   tolerance, val_fraction, seed, progress)
+        partial.replace(target)
+    except OSError as exc:
+        raise SamdashError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
     return report
+
+
+def _write(store: Store, project_id: str, fmt: str, out: BinaryIO, json_only: bool, report: ExportReport, polygons: bool,
+           tolerance: float, val_fraction: float, seed: int, progress: Callable[[int, int], None] | None) -> None:
+    if fmt == "coco":
+        _write_coco(store, project_id, out, json_only, polygons, report, progress)
+    elif fmt == "yolo":
+        _write_yolo(store, project_id, out, tolerance, val_fraction, seed, report, progress)
+    else:
+        _write_masks(store, project_id, out, report, progress)
 
 
 def export_bytes(store: Store, project_id: str, fmt: str, **options) -> tuple[bytes, ExportReport]:

@@ -146,7 +146,7 @@ def polygons_of(mask: np.ndarray) -> list[np.ndarray]:
     return [(contour.reshape(-1, 2) + 0.5) / 2 + (x0, y0) for contour in outer]
 
 
-def joined_polygon(parts: list[np.ndarray]) -> np.ndarray:
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
     """One polygon visiting every part, for formats that take one polygon per object.
 
     Parts are chained top to bottom, each hanging off the previous one's
@@ -227,9 +227,14 @@ def yolo_seg(segments: Sequence[Exportable], size: tuple[int, int], class_ids: d
     for segment, mask in zip(segments, _masks(segments, size)):
         parts = polygons_of(mask)
         if parts:
-            coordinates = (joined_polygon(parts) / size).ravel()
-            lines.append(f"{ids[segment.name]} " + " ".join(f"{value:.6f}" for value in coordinates) + "\n")
+            lines.append(yolo_line(ids[segment.name], parts, size))
     return "".join(lines)
+
+
+def yolo_line(class_id: int, parts: list[np.ndarray], size: tuple[int, int]) -> str:
+    """One object's YOLO-seg line: its class and its parts as one polygon, normalised by the image's size."""
+    coordinates = (_joined(parts) / size).ravel()
+    return f"{class_id} " + " ".join(f"{value:.6f}" for value in coordinates) + "\n"
 
 
 def read_yolo_seg(text: str, size: tuple[int, int]) -> list[tuple[int, np.ndarray]]:

@@ -220,7 +220,8 @@ def _schema_v4(db: sqlite3.Connection) -> None:
             project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
             position INTEGER NOT NULL, name TEXT NOT NULL, color TEXT NOT NULL,
             UNIQUE(project_id, name));
-        ALTER TABLE objects ADD COLUMN label_id INTEGER REFERENCES labels(id)
+        ALTER TABLE objects ADD COLUMN label_id INTEGER REFERENCES labels(id);
+        CREATE INDEX objects_by_label ON objects(label_id)
         """
     )
 
@@ -378,7 +379,7 @@ class Store:
         return [LabelInfo(label_id, project, name, hex_to_rgb(color)) for label_id, project, name, color in rows]
 
     def add_label(self, project_id: str, name: str, color: tuple[int, int, int]) -> LabelInfo:
-        name = _label_name(name)
+        name = label_name(name)
         with self._writing() as db:
             if db.execute("SELECT 1 FROM labels WHERE project_id = ? AND name = ?", (project_id, name)).fetchone():
                 raise StoreError(f"There is a label {name!r} already.")
@@ -391,7 +392,7 @@ class Store:
 
     def rename_label(self, label_id: int, name: str) -> None:
         """Rename a label; a name another label has is refused (merge the two instead)."""
-        name = _label_name(name)
+        name = label_name(name)
         with self._writing() as db:
             project = db.execute("SELECT project_id FROM labels WHERE id = ?", (label_id,)).fetchone()
             if project is None:
@@ -595,6 +596,9 @@ class Store:
                 for sid in removed:
                     db.execute("DELETE FROM objects WHERE image_id = ? AND segment_id = ?", (saved.image_id, sid))
                 positions = {segment.id: index for index, segment in enumerate(workspace.segments)}
+                # A label deleted since this session read the label set (in another tab) leaves its objects unlabelled.
+                labels = {row[0] for row in db.execute(
+                    "SELECT l.id FROM labels l JOIN images i ON i.project_id = l.project_id WHERE i.id = ?", (saved.image_id,))}
                 # Outlines the page has traced already are kept with the object; none is traced just to be saved.
                 outlines = {segment.id: segment.traced_outline() for segment in workspace.segments}
                 for sid in changed:
@@ -602,7 +606,7 @@ class Store:
                     db.execute(
                         "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
-                         outline_to_bytes(outlines[sid]), label_id),
+                         outline_to_bytes(outlines[sid]), label_id if label_id in labels else None),
                     )
                 if drawings_changed:
                     db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))
@@ -639,7 +643,7 @@ class Store:
         try:
             with self._transaction() as db:
                 yield db
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             raise StoreError(f"The project store could not be written ({exc}).") from exc
 
     def _read(self, query: str, args: tuple = ()) -> list[tuple]:
@@ -649,7 +653,8 @@ class Store:
             raise StoreError(f"The project store could not be read ({exc}).") from exc
 
 
-def _label_name(name: str) -> str:
+def label_name(name: str) -> str:
+    """A label's name as stored: its words separated by single spaces."""
     name = " ".join(name.split())
     if not name:
         raise StoreError("A label needs a name.")

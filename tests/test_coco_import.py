@@ -93,14 +93,53 @@ def test_what_cannot_be_imported_is_reported_with_the_reason(exported, tmp_path)
     assert report.images == 2 and report.objects == 5
     assert report.skipped == [
         "annotation 900: no image 12345 in the file",
+        f"image {second['file_name']}: not in the images given (2 annotations left out)",
         f"annotation 901 on {first['file_name']}: no category 777 in the file",
         f"annotation 902 on {first['file_name']}: its segmentation is neither polygons nor RLE",
         f"annotation 903 on {first['file_name']}: its RLE is [5, 5], the image 480×640",
-        f"image {second['file_name']}: not in {images} (2 annotations left out)",
     ]
     workspace, _ = store.load_workspace(store.images(project.id)[0])
     polygon = workspace.segments[-1]
     assert np.isnan(polygon.score) and polygon.area == 50 * 40
+
+
+@pytest.mark.parametrize(
+    ("segmentation", "reason"),
+    [
+        ({"size": [480, 640], "counts": [-5, 3]}, "not whole numbers"),
+        ({"size": [480, 640], "counts": [1, 2]}, "covers 3 pixels"),  # short runs: pycocotools would read memory
+        ({"size": [480, 640], "counts": "P0"}, "covers"),
+        ([[0, 0, 5e8, 0, 5e8, 5e8]], "far outside"),  # coordinates like these crash pycocotools
+        ([[0, 0, "a", 0, 9, 9]], "not numbers"),
+        ([[0, 0, 9, 0, 9]], "three x, y pairs"),
+    ],
+)
+def test_a_malformed_segmentation_is_reported_not_decoded(exported, tmp_path, segmentation, reason):
+    annotations, images, document = exported
+    first = document["images"][0]
+    document["annotations"] = [{"id": 1, "image_id": first["id"], "category_id": document["categories"][0]["id"], "segmentation": segmentation}]
+    store = Store(tmp_path / "second")
+    report = import_coco(store, json.dumps(document).encode(), images, store.create_project("Bad"), MAX_PIXELS)
+    [skipped] = report.skipped
+    assert reason in skipped and report.objects == 0
+
+
+def test_odd_ids_a_wrong_size_and_names_outside_the_folder_are_reported(exported, tmp_path):
+    annotations, images, document = exported
+    first, second, third = document["images"]
+    (tmp_path / "secret.png").write_bytes((images / first["file_name"]).read_bytes())
+    second["width"] = 3000  # the file is 640 wide
+    third["file_name"] = "../secret.png"  # outside the images given
+    document["images"].append({"id": [1], "file_name": "x.png"})
+    document["annotations"].append({"id": 950, "image_id": [first["id"]], "category_id": 1, "segmentation": []})
+    store = Store(tmp_path / "second")
+    report = import_coco(store, json.dumps(document).encode(), images, store.create_project("Odd"), MAX_PIXELS)
+    assert report.images == 1
+    assert report.skipped == [
+        "annotation 950: no image None in the file",
+        "image ../secret.png: not in the images given (2 annotations left out)",
+        f"image {second['file_name']}: the file says 3000×480, the image is 640×480 (2 annotations left out)",
+    ]
 
 
 def test_the_cli_imports_into_a_project_and_a_broken_file_is_one_line(exported, tmp_path, monkeypatch):

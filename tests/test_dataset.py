@@ -14,7 +14,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
 from samdash.canvas import BackgroundFit, shapes_from_canvas
-from samdash.dataset import MIN_SIMPLIFIED_IOU, UNLABELLED, UNLABELLED_COCO_ID, export_bytes, export_project
+from samdash.dataset import MIN_SIMPLIFIED_IOU, UNLABELLED, export_bytes, export_project
 from samdash.errors import SamdashError
 from samdash.export import read_yolo_seg
 from samdash.imaging import LoadedImage
@@ -79,11 +79,12 @@ def test_coco_holds_every_image_and_object_and_pycocotools_decodes_the_stored_ma
     files = [image["file_name"] for image in coco.dataset["images"]]
     assert files == ["img-1.png", "img-1-2.png", "street.png"]  # two IMG_1.png from two folders stay apart
     assert names == ["annotations.json"] + sorted(f"images/{name}" for name in files)
-    assert {c["id"]: c["name"] for c in coco.dataset["categories"]} == {car.id: "car", car.id + 1: "unused", UNLABELLED_COCO_ID: UNLABELLED}
+    unlabelled = car.id + 2  # after the highest label id; never 0, which loaders take for the background
+    assert {c["id"]: c["name"] for c in coco.dataset["categories"]} == {car.id: "car", car.id + 1: "unused", unlabelled: UNLABELLED}
     masks = _stored_masks(store, project_id)
     for image_id, stored in masks.items():
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
-        assert [a["category_id"] for a in annotations] == [car.id, UNLABELLED_COCO_ID]
+        assert [a["category_id"] for a in annotations] == [car.id, unlabelled]
         for annotation, mask in zip(annotations, stored):
             np.testing.assert_array_equal(coco.annToMask(annotation).astype(bool), mask)
             assert 0 < annotation["score"] <= 1 and annotation["area"] == mask.sum() and annotation["iscrowd"] == 0
@@ -92,7 +93,9 @@ def test_coco_holds_every_image_and_object_and_pycocotools_decodes_the_stored_ma
 def test_coco_polygons_and_the_annotations_alone(project, tmp_path):
     store, project_id, _ = project
     export_project(store, project_id, "coco", tmp_path / "only.json", polygons=True)
-    coco = COCO(str(tmp_path / "only.json"))  # a .json path: the annotations without the images
+    coco = COCO(str(tmp_path / "only.json"))  # a .json path: the annotations without the images, under their own names
+    assert [image["file_name"] for image in coco.dataset["images"]] == ["IMG_1.png", "IMG_1.png", "street.png"]
+    assert not list(tmp_path.glob("*.part"))
     for image_id, stored in _stored_masks(store, project_id).items():
         for annotation, mask in zip(coco.loadAnns(coco.getAnnIds(imgIds=[image_id])), stored):
             assert _iou(coco.annToMask(annotation).astype(bool), _holes_filled(mask)) > 0.99  # polygons have no holes
@@ -104,7 +107,7 @@ def test_yolo_labels_parse_back_to_the_masks_with_a_fixed_split(project, tmp_pat
     assert report.points_written < report.points_traced  # simplified
     archive = zipfile.ZipFile(io.BytesIO(data))
     yaml = archive.read("data.yaml").decode()
-    assert 'train: images/train\nval: images/val\nnames:\n  0: "car"\n  1: "unused"\n  2: "object"\n' in yaml
+    assert yaml == 'train: images/train\nval: images/val\nnames:\n  0: "car"\n  1: "unused"\n  2: "object"\n'
     val = [n for n in archive.namelist() if n.startswith("images/val/")]
     assert len(val) == 1 and len([n for n in archive.namelist() if n.startswith("images/train/")]) == 2
     assert export_bytes(store, project_id, "yolo", val_fraction=0.34, seed=3)[0] == data  # the same seed, the same split

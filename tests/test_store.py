@@ -406,5 +406,15 @@ def test_deleting_a_label_moves_its_objects_and_other_sessions_see_it(project, t
     assert [(s.label_id, s.color) for s in store.load_workspace(record)[0].segments] == [(None, car.color), (None, (9, 9, 9))]
     with pytest.raises(StoreError):
         store.delete_label(car.id, None)  # gone already
+
+    # A label picked in one tab and deleted in another before that tab saves: the object is saved unlabelled.
+    fresh, saved = store.load_workspace(record)
+    lorry = store.add_label(record.project_id, "lorry", (1, 2, 3))
+    fresh.segments[0].label_id = lorry.id
+    store.delete_label(lorry.id, None)
+    assert store.save_workspace(fresh, saved)
+    assert store.load_workspace(record)[0].segments[0].label_id is None
     store.delete_project(record.project_id)  # labels go with their project
+    with pytest.raises(StoreError):
+        store.add_label(record.project_id, "late", (1, 1, 1))  # a project deleted in another tab
     assert sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM labels").fetchone() == (0,)
