@@ -26,6 +26,7 @@ from tests.browser.harness import (
     wait_for_cells,
     wait_for_objects,
     wait_for_result_change,
+    wait_for_run,
 )
 
 pytestmark = pytest.mark.browser
@@ -141,6 +142,7 @@ def test_exclude_point_the_object_table_and_bad_upload(fallback_page, artifacts)
     page.locator(".st-key-objects").screenshot(path=artifacts / "object-table.png")
 
     # A corrupt upload shows an error and keeps the remaining object.
+    wait_for_run(page)
     upload(page, "broken.png", b"\x89PNG\r\n\x1a\n this is not really a png")
     error = page.locator("[data-testid=stAlert]").filter(has_text="broken.png")
     error.wait_for(timeout=15_000)
