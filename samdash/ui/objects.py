@@ -69,7 +69,7 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
     head.markdown(f"**Candidates for {segment.name}** — {engine_name} proposes several masks; pick the one that fits.")
     key = f"color-{workspace.image_hash[:8]}-{segment.id}"
     st.session_state[key] = rgb_to_hex(segment.color)  # the object's colour, whatever changed it last (a label)
-    colour.color_picker(f"Colour of {segment.name}", key=key, on_change=_recolour, args=(segment, key))
+    colour.color_picker("Colour", key=key, on_change=_recolour, args=(segment, key), help=f"The colour of {segment.name}")
     if segment.candidates.source == IMPORT_SOURCE:
         st.caption("Imported with its mask: a point refines it from its box and your points (the file has no SAM logits).")
     base = resized(image, fit_size(image, THUMB_WIDTH))
@@ -182,7 +182,7 @@ def object_list(workspace: Workspace, labels: Sequence[LabelInfo], elsewhere: di
         width="content",
         height=ROW_PX * (min(len(segments), _TABLE_ROWS) + 1) + 3,
         disabled=["Colour", "Area", "IoU"],
-        placeholder="n/a",  # an engine without scores (GrabCut)
+        placeholder="–",  # no label; no score (GrabCut)
         column_config={
             "Colour": st.column_config.ImageColumn("", width=COLUMN_PX["Colour"], help="The object's colour: change it above the candidates"),
             _NAME: st.column_config.TextColumn(_NAME, width=COLUMN_PX[_NAME], max_chars=80),
