@@ -239,14 +239,19 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if failures else 0
 
 
+def _bar(done: int, total: int) -> str:
+    """A 30-character progress bar, "[#####.....]"."""
+    filled = int(30 * done / max(total, 1))
+    return f"[{'#' * filled}{'.' * (30 - filled)}]"
+
+
 def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = CATALOGUE[args.model]
     start = time.monotonic()
 
     def progress(done: int, total: int | None) -> None:
         total = total or spec.size_bytes
-        filled = int(30 * done / total)
-        print(f"\r{spec.filename} [{'#' * filled}{'.' * (30 - filled)}] {progress_text(done, total, start)}", end="", file=err)
+        print(f"\r{spec.filename} {_bar(done, total)} {progress_text(done, total, start)}", end="", file=err)
 
     path = download_checkpoint(args.model, _settings(args), progress=progress)
     print(file=err)
@@ -262,8 +267,7 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        filled = int(30 * done / max(total, 1))
-        print(f"\r{project.name} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images", end="", file=err)
+        print(f"\r{project.name} {_bar(done, total)} {done}/{total} images", end="", file=err)
 
     report = export_project(
         store, project.id, args.format, args.out, polygons=args.polygons, tolerance=args.tolerance, val_fraction=args.val,

@@ -68,7 +68,12 @@ def _document(source: Path | bytes) -> dict:
     return document
 
 
-def _rle_total(counts: str) -> list[int]:
+def _json_is(value: object, *types: type) -> bool:
+    """Whether a value read from JSON is one of ``types`` (Python takes JSON's true and false for numbers)."""
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def _rle_runs(counts: str) -> list[int]:
     """The run lengths of a compressed COCO RLE string (COCO's own scheme: 5-bit groups, deltas from two back)."""
     runs: list[int] = []
     position = 0
@@ -96,11 +101,11 @@ def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
         raise ValueError(f"its RLE is {segmentation.get('size')}, the image {height}×{width}")
     counts = segmentation["counts"]
     if isinstance(counts, list):
-        if not all(isinstance(run, int) and not isinstance(run, bool) and run >= 0 for run in counts):
+        if not all(_json_is(run, int) and run >= 0 for run in counts):
             raise ValueError("its RLE counts are not whole numbers of pixels")
         runs = counts
     elif isinstance(counts, str):
-        runs = _rle_total(counts)
+        runs = _rle_runs(counts)
     else:
         raise ValueError("its RLE counts are neither a list nor a string")
     if any(run < 0 for run in runs) or sum(runs) != height * width:
@@ -116,7 +121,7 @@ def _checked_polygons(segmentation: list, height: int, width: int) -> list[list[
     for polygon in segmentation:
         if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
             raise ValueError("a polygon is not a list of three x, y pairs or more")
-        values = np.asarray(polygon, float) if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon) else None
+        values = np.asarray(polygon, float) if all(_json_is(v, int, float) for v in polygon) else None
         if values is None or not np.isfinite(values).all():
             raise ValueError("a polygon has coordinates that are not numbers")
         xs, ys = values[0::2], values[1::2]
@@ -141,7 +146,7 @@ def _mask(segmentation: object, height: int, width: int) -> np.ndarray:
 
 def _key(value: object) -> int | str | None:
     """An id as COCO files give them (a number or a string); anything else names nothing."""
-    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    return value if _json_is(value, int, str) else None
 
 
 def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, label: LabelInfo | None) -> Segment:
@@ -253,7 +258,7 @@ def _import_image(store: Store, entry: dict, path: Path, annotations: list[dict]
             report.skipped.append(f"{where}: its mask is empty")
             continue
         score = annotation.get("score")
-        score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score) else None
+        score = float(score) if _json_is(score, int, float) and math.isfinite(score) else None
         workspace.add(imported_segment(workspace.next_id, mask, score, label))
         report.objects += 1
     store.save_workspace(workspace, saved)

@@ -110,7 +110,8 @@ def _objects(store: Store, images: list[ImageInfo], report: ExportReport,
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes | str, compress: int = zipfile.ZIP_DEFLATED) -> None:
-    """One file into the zip with a fixed time stamp: the same project gives the same bytes (checksums hold)."""
+    """One file into the zip, compressed as ``compress`` says, with a fixed time stamp: the same project gives the
+    same bytes (checksums hold)."""
     entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     entry.compress_type = compress
     archive.writestr(entry, data)
@@ -124,16 +125,12 @@ def _add_image(archive: zipfile.ZipFile, store: Store, image: ImageInfo, name: s
     _add(archive, name, data, zipfile.ZIP_STORED)  # JPEG and PNG are compressed already
 
 
-def _open_zip(target: BinaryIO) -> zipfile.ZipFile:
-    return zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED)
-
-
 def coco_document(store: Store, project_id: str, polygons: bool = False, report: ExportReport | None = None,
-                  progress: Callable[[int, int], None] | None = None, file_names: dict[int, str] | None = None,
+                  progress: Callable[[int, int], None] | None = None, file_names: dict[ImageInfo, str] | None = None,
                   original_names: bool = False) -> dict:
     """COCO instances for every image of the project (``images[].id`` is the image's id in the store).
 
-    ``file_name`` is the image's name in the dataset (``file_names`` receives them by image id), or with
+    ``file_name`` is the image's name in the dataset (``file_names`` receives them by image), or with
     ``original_names`` the name it was added under, for annotations that go beside the analyst's own files.
     """
     report = report if report is not None else ExportReport()
@@ -151,7 +148,7 @@ def coco_document(store: Store, project_id: str, polygons: bool = False, report:
         shown = image.name if original_names else name
         document["images"].append({"id": image.id, "file_name": shown, "width": image.width, "height": image.height})
         if file_names is not None:
-            file_names[image.id] = name
+            file_names[image] = name
         for segment in segments:
             mask = segment.mask
             if mask.any():
@@ -182,17 +179,16 @@ def _yaml_name(name: str) -> str:
 
 def _write_coco(store: Store, project_id: str, target: BinaryIO, json_only: bool, polygons: bool,
                 report: ExportReport, progress: Callable[[int, int], None] | None) -> None:
-    names: dict[int, str] = {}
+    names: dict[ImageInfo, str] = {}
     document = coco_document(store, project_id, polygons, report, progress, names, original_names=json_only)
     text = json.dumps(document)
     if json_only:
         target.write(text.encode())
         return
-    images = {image.id: image for image in store.images(project_id)}
-    with _open_zip(target) as archive:
+    with zipfile.ZipFile(target, "w") as archive:
         _add(archive, "annotations.json", text)
-        for image_id, name in names.items():
-            _add_image(archive, store, images[image_id], f"images/{name}")
+        for image, name in names.items():
+            _add_image(archive, store, image, f"images/{name}")
 
 
 def _write_yolo(store: Store, project_id: str, target: BinaryIO, tolerance: float, val_fraction: float, seed: int,
@@ -202,7 +198,7 @@ def _write_yolo(store: Store, project_id: str, target: BinaryIO, tolerance: floa
     # A split asked for has at least one image on each side (when there are two images or more).
     count = min(max(round(len(images) * val_fraction), 1), len(images) - 1) if val_fraction > 0 else 0
     validation = set(random.Random(seed).sample(range(len(images)), count)) if count > 0 else set()
-    with _open_zip(target) as archive:
+    with zipfile.ZipFile(target, "w") as archive:
         for index, image, name, segments in _objects(store, images, report, progress):
             size = (image.width, image.height)
             lines = []
@@ -226,7 +222,7 @@ def _write_yolo(store: Store, project_id: str, target: BinaryIO, tolerance: floa
 def _write_masks(store: Store, project_id: str, target: BinaryIO, report: ExportReport,
                  progress: Callable[[int, int], None] | None) -> None:
     images = store.images(project_id)
-    with _open_zip(target) as archive:
+    with zipfile.ZipFile(target, "w") as archive:
         for _, image, name, segments in _objects(store, images, report, progress):
             stem = PurePosixPath(name).stem
             size = (image.width, image.height)
@@ -255,31 +251,29 @@ def export_project(
     if store.project(project_id) is None:
         raise SamdashError(f"there is no project {project_id!r}")
     report = ExportReport()
+
+    def write(out: BinaryIO, json_only: bool) -> None:
+        if fmt == "coco":
+            _write_coco(store, project_id, out, json_only, polygons, report, progress)
+        elif fmt == "yolo":
+            _write_yolo(store, project_id, out, tolerance, val_fraction, seed, report, progress)
+        else:
+            _write_masks(store, project_id, out, report, progress)
+
     if not isinstance(target, Path):
-        _write(store, project_id, fmt, target, False, report, polygons, tolerance, val_fraction, seed, progress)
+        write(target, json_only=False)
         return report
     # Written beside the target and put in its place once complete: a failure leaves no half dataset behind.
     partial = target.with_name(target.name + ".part")
     try:
         with partial.open("wb") as out:
-            _write(store, project_id, fmt, out, fmt == "coco" and target.suffix.lower() == ".json", report, polygons,
-                   tolerance, val_fraction, seed, progress)
+            write(out, json_only=fmt == "coco" and target.suffix.lower() == ".json")
         partial.replace(target)
     except OSError as exc:
         raise SamdashError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     return report
-
-
-def _write(store: Store, project_id: str, fmt: str, out: BinaryIO, json_only: bool, report: ExportReport, polygons: bool,
-           tolerance: float, val_fraction: float, seed: int, progress: Callable[[int, int], None] | None) -> None:
-    if fmt == "coco":
-        _write_coco(store, project_id, out, json_only, polygons, report, progress)
-    elif fmt == "yolo":
-        _write_yolo(store, project_id, out, tolerance, val_fraction, seed, report, progress)
-    else:
-        _write_masks(store, project_id, out, report, progress)
 
 
 def export_bytes(store: Store, project_id: str, fmt: str, **options) -> tuple[bytes, ExportReport]:

@@ -586,49 +586,46 @@ class Store:
             new_ids[key] = (state, row)
             return row
 
-        try:
-            with self._writing() as db:
-                row = db.execute("SELECT revision FROM images WHERE id = ?", (saved.image_id,)).fetchone()
-                if row is None:
-                    raise Conflict("This image was removed from its project elsewhere.")
-                if row[0] != saved.revision:
-                    raise Conflict("This image was changed elsewhere (another tab or a teammate).")
-                for sid in removed:
-                    db.execute("DELETE FROM objects WHERE image_id = ? AND segment_id = ?", (saved.image_id, sid))
-                positions = {segment.id: index for index, segment in enumerate(workspace.segments)}
-                # A label deleted since this session read the label set (in another tab) leaves its objects unlabelled.
-                labels = {row[0] for row in db.execute(
-                    "SELECT l.id FROM labels l JOIN images i ON i.project_id = l.project_id WHERE i.id = ?", (saved.image_id,))}
-                # Outlines the page has traced already are kept with the object; none is traced just to be saved.
-                outlines = {segment.id: segment.traced_outline() for segment in workspace.segments}
-                for sid in changed:
-                    state, name, color, visible, label_id = objects[sid]
-                    db.execute(
-                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
-                         outline_to_bytes(outlines[sid]), label_id if label_id in labels else None),
-                    )
-                if drawings_changed:
-                    db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))
-                    db.executemany(
-                        "INSERT INTO drawings VALUES (?, ?, ?, ?, ?)",
-                        [
-                            (saved.image_id, position, shape_to_json(entry.shape), entry.segment_id,
-                             state_id(db, entry.before) if entry.before is not None else None)
-                            for position, entry in enumerate(drawings)
-                        ],
-                    )
-                kept_ids = {state_key(objects[sid][0]) for sid in objects}
-                kept_ids |= {state_key(entry.before) for entry in drawings if entry.before is not None}
-                known = {key: value for key, value in (saved.state_ids | new_ids).items() if key in kept_ids}
-                stale = [value[1] for key, value in (saved.state_ids | new_ids).items() if key not in kept_ids]
-                db.executemany("DELETE FROM states WHERE id = ?", [(row_id,) for row_id in stale])
+        with self._writing() as db:
+            row = db.execute("SELECT revision FROM images WHERE id = ?", (saved.image_id,)).fetchone()
+            if row is None:
+                raise Conflict("This image was removed from its project elsewhere.")
+            if row[0] != saved.revision:
+                raise Conflict("This image was changed elsewhere (another tab or a teammate).")
+            for sid in removed:
+                db.execute("DELETE FROM objects WHERE image_id = ? AND segment_id = ?", (saved.image_id, sid))
+            positions = {segment.id: index for index, segment in enumerate(workspace.segments)}
+            # A label deleted since this session read the label set (in another tab) leaves its objects unlabelled.
+            labels = {row[0] for row in db.execute(
+                "SELECT l.id FROM labels l JOIN images i ON i.project_id = l.project_id WHERE i.id = ?", (saved.image_id,))}
+            # Outlines the page has traced already are kept with the object; none is traced just to be saved.
+            outlines = {segment.id: segment.traced_outline() for segment in workspace.segments}
+            for sid in changed:
+                state, name, color, visible, label_id = objects[sid]
                 db.execute(
-                    "UPDATE images SET revision = revision + 1, active_id = ?, next_id = ? WHERE id = ?",
-                    (*meta, saved.image_id),
+                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (saved.image_id, sid, positions[sid], name, rgb_to_hex(color), int(visible), state_id(db, state),
+                     outline_to_bytes(outlines[sid]), label_id if label_id in labels else None),
                 )
-        except sqlite3.Error as exc:
-            raise StoreError(f"The project store could not be written ({exc}).") from exc
+            if drawings_changed:
+                db.execute("DELETE FROM drawings WHERE image_id = ?", (saved.image_id,))
+                db.executemany(
+                    "INSERT INTO drawings VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (saved.image_id, position, shape_to_json(entry.shape), entry.segment_id,
+                         state_id(db, entry.before) if entry.before is not None else None)
+                        for position, entry in enumerate(drawings)
+                    ],
+                )
+            kept_ids = {state_key(objects[sid][0]) for sid in objects}
+            kept_ids |= {state_key(entry.before) for entry in drawings if entry.before is not None}
+            known = {key: value for key, value in (saved.state_ids | new_ids).items() if key in kept_ids}
+            stale = [value[1] for key, value in (saved.state_ids | new_ids).items() if key not in kept_ids]
+            db.executemany("DELETE FROM states WHERE id = ?", [(row_id,) for row_id in stale])
+            db.execute(
+                "UPDATE images SET revision = revision + 1, active_id = ?, next_id = ? WHERE id = ?",
+                (*meta, saved.image_id),
+            )
         saved.revision += 1
         saved.objects = objects
         saved.drawings = drawings

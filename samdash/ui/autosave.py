@@ -39,16 +39,17 @@ def autosave(store: Store | None, slot: st.delta_generator.DeltaGenerator) -> No
     if store is None or workspace is None or image is None:
         return
     try:
-        if data.saved is None:
+        started = data.saved is None
+        if started:
             if not workspace.segments or data.unsaved_file is None:
                 return
             info, _ = add_to_project(store, image, data.unsaved_file.read_bytes())
             data.saved = store.load_workspace(info)[1]
             data.unsaved_file = None
             data.url = {"project": info.project_id, "image": "1"}
-            store.save_workspace(workspace, data.saved)
-            st.rerun(scope="app")  # the sidebar (project, labels) and the URL show the new project
         store.save_workspace(workspace, data.saved)
+        if started:
+            st.rerun(scope="app")  # the sidebar (project, labels) and the URL show the new project
     except Conflict:
         # Saved elsewhere since this run began: the next run brings the image up to date, this tab's drawings on top.
         st.rerun()

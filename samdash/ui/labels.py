@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import streamlit as st
 
@@ -34,7 +34,7 @@ def project_labels(store: Store | None) -> list[LabelInfo]:
         return []  # the store's own message is on the page already
 
 
-def counts_text(labels: list[LabelInfo], counts: dict[int | None, int]) -> str:
+def counts_text(labels: Sequence[LabelInfo], counts: Mapping[int | None, int]) -> str:
     """"car 3 · person 1 · no label 2": objects per label, in the label set's order, labels with none left out."""
     names = {label.id: label.name for label in labels}
     parts = [f"{names[label_id]} {count}" for label_id, count in sorted(counts.items(), key=lambda kv: _order(labels, kv[0]))
@@ -44,7 +44,7 @@ def counts_text(labels: list[LabelInfo], counts: dict[int | None, int]) -> str:
     return " · ".join(parts)
 
 
-def _order(labels: list[LabelInfo], label_id: int | None) -> int:
+def _order(labels: Sequence[LabelInfo], label_id: int | None) -> int:
     return next((i for i, label in enumerate(labels) if label.id == label_id), len(labels))
 
 

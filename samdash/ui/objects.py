@@ -131,13 +131,14 @@ def table_edits(workspace: Workspace, ids: tuple[int, ...], edited_rows: dict, l
                 segment.color = label.color
 
 
-def _table_key(workspace: Workspace) -> str:
-    """The table's widget key: what it shows, so an edit applied (or any change made elsewhere) gives a fresh table.
+def _table_key(workspace: Workspace, labels: Sequence[LabelInfo]) -> str:
+    """The table's widget key: what it shows, so an edit applied (or any change made elsewhere, a label renamed
+    too) gives a fresh table.
 
     A table keeps its edits in the browser and lays them over the data it is sent, rows by position; kept across a
     change it would show an old name over a new one, or one object's edit on another's row.
     """
-    shown = repr([(s.id, s.name, s.color, s.visible, s.label_id) for s in workspace.segments] + [workspace.active_id])
+    shown = repr([(s.id, s.name, s.color, s.visible, s.label_id) for s in workspace.segments] + [workspace.active_id, labels])
     return f"objects-{workspace.image_hash[:8]}-{zlib.crc32(shown.encode()):08x}"
 
 
@@ -162,7 +163,7 @@ def object_list(workspace: Workspace, labels: Sequence[LabelInfo], elsewhere: di
     segments = list(workspace.segments)
     ids = tuple(s.id for s in segments)
     names = {label.id: label.name for label in labels}
-    key = _table_key(workspace) + f"-{zlib.crc32(repr(labels).encode()):08x}"  # a renamed label: a fresh table
+    key = _table_key(workspace, labels)
     select_key, delete_key = f"{key}-select", f"{key}-delete"
 
     rows = {
@@ -210,4 +211,4 @@ def object_list(workspace: Workspace, labels: Sequence[LabelInfo], elsewhere: di
     if names:
         here = Counter(s.label_id for s in segments)
         project = here + Counter(elsewhere)
-        st.caption(f"On this image: {counts_text(list(labels), dict(here))} · in the project: {counts_text(list(labels), dict(project))}")
+        st.caption(f"On this image: {counts_text(labels, here)} · in the project: {counts_text(labels, project)}")
