@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -245,6 +245,15 @@ def _bar(done: int, total: int) -> str:
     return f"[{'#' * filled}{'.' * (30 - filled)}]"
 
 
+def _image_bar(name: str, err: TextIO) -> Callable[[int, int], None]:
+    """Progress through a project's images, redrawn on one line of ``err``."""
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{name} {_bar(done, total)} {done}/{total} images", end="", file=err)
+
+    return progress
+
+
 def _download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = CATALOGUE[args.model]
     start = time.monotonic()
@@ -265,26 +274,24 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if project is None:
         raise SamdashError(f"there is no project {args.project!r} in {store.data_dir} (`python -m samdash projects` lists them)")
     start = time.monotonic()
-
-    def progress(done: int, total: int) -> None:
-        print(f"\r{project.name} {_bar(done, total)} {done}/{total} images", end="", file=err)
-
     report = export_project(
         store, project.id, args.format, args.out, polygons=args.polygons, tolerance=args.tolerance, val_fraction=args.val,
-        seed=args.seed, progress=progress,
+        seed=args.seed, progress=_image_bar(project.name, err),
     )
     print(file=err)
     print(f"{args.out}: {report.text()} in {time.monotonic() - start:.1f} s", file=out)
     return 0
 
 
-def _import(args: argparse.Namespace, out: TextIO) -> int:
+def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = Settings.from_env()
     if not args.images.is_dir():
         raise SamdashError(f"{args.images} is not a folder of images")
     store = Store(settings.data_dir)
     project = _project(store, args.project)
-    report = import_coco(store, args.annotations, args.images, project, settings.max_image_pixels)
+    report = import_coco(store, args.annotations, args.images, project, settings.max_image_pixels,
+                         progress=_image_bar(project.name, err))
+    print(file=err)
     print(f"{report.text()}; open it at ?project={project.id}", file=out)
     return 1 if report.skipped else 0
 
@@ -307,7 +314,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
         if args.command == "export":
             return _export(args, out, err)
         if args.command == "import":
-            return _import(args, out)
+            return _import(args, out, err)
         return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
     except SamdashError as exc:
         print(f"samdash: error: {exc}", file=err)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +169,12 @@ def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, lab
     return segment
 
 
-def import_coco(store: Store, source: Path | bytes, images_dir: Path, project: ProjectInfo, max_pixels: int) -> ImportReport:
-    """Add the file's images (from ``images_dir``) and their annotations to ``project``; what was left out is reported."""
+def import_coco(store: Store, source: Path | bytes, images_dir: Path, project: ProjectInfo, max_pixels: int,
+                progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Add the file's images (from ``images_dir``) and their annotations to ``project``; what was left out is reported.
+
+    ``progress(done, total)`` is called after each image entry of the file, found or not.
+    """
     document = _document(source)
     report = ImportReport()
     labels = {label.name: label for label in store.labels(project.id)}
@@ -197,15 +202,16 @@ def import_coco(store: Store, source: Path | bytes, images_dir: Path, project: P
             continue
         by_image[image_id].append(annotation)
     files = _image_files(entries, images_dir, {image_id: len(found) for image_id, found in by_image.items()}, report)
-    for entry in entries:
+    for done, entry in enumerate(entries, 1):
         path = files.get(_key(entry["id"]))
         annotations = by_image.get(_key(entry["id"]), [])
-        if path is None:
-            continue
-        try:
-            _import_image(store, entry, path, annotations, category_labels, project, max_pixels, report)
-        except SamdashError as exc:
-            report.skipped.append(f"image {path.name}: {exc} ({len(annotations)} annotations left out)")
+        if path is not None:
+            try:
+                _import_image(store, entry, path, annotations, category_labels, project, max_pixels, report)
+            except SamdashError as exc:
+                report.skipped.append(f"image {path.name}: {exc} ({len(annotations)} annotations left out)")
+        if progress is not None:
+            progress(done, len(entries))
     return report
 
 

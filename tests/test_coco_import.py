@@ -148,6 +148,8 @@ def test_the_cli_imports_into_a_project_and_a_broken_file_is_one_line(exported, 
     code, out, err = _run("import", str(annotations), "--images", str(images), "--project", "Imported")
     assert code == 0, err
     assert out.startswith("3 images, 6 objects imported; new labels: car, unused, object; open it at ?project=")
+    assert err.split("\r")[-1] == f"Imported [{'#' * 30}] 3/3 images\n"  # the bar, redrawn after each image
+    assert err.count("\r") == 3
     broken = tmp_path / "broken.json"
     broken.write_text("{ not json")
     code, out, err = _run("import", str(broken), "--images", str(images), "--project", "Imported")

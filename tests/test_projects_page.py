@@ -203,14 +203,42 @@ def test_a_coco_file_and_its_images_uploaded_in_the_sidebar_become_a_project(tin
     assert any("Imported with its mask" in c.value for c in at.caption)
 
 
-def _import(at: AppTest, document: dict, images: dict[str, bytes]) -> None:
-    """Upload the file and the images in the sidebar's import panel and press Import."""
+def test_a_coco_file_can_take_its_images_from_a_server_folder_and_nothing_outside_it(tiny_page_env, tmp_path, monkeypatch):
+    field = tmp_path / "shared" / "field"
+    field.mkdir(parents=True)
+    data, image = _png(6)
+    (field / "plot.png").write_bytes(data)
+    (tmp_path / "secret.png").write_bytes(_png(7)[0])
+    monkeypatch.setenv("SAMDASH_IMAGE_ROOTS", str(tmp_path / "shared"))
+    document = {
+        "images": [{"id": 1, "file_name": "plot.png"}, {"id": 2, "file_name": "../../secret.png"}],
+        "categories": [{"id": 1, "name": "weed"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[20, 20, 60, 20, 60, 50, 20, 50]]},
+                        {"id": 2, "image_id": 2, "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}],
+    }
+    at = open_app()
+    _import(at, document, folder="shared/field")
+    assert not at.exception
+    assert any(w.value == "1 images, 1 objects imported; new labels: weed; 1 left out: image ../../secret.png: not in "
+               "the images given (1 annotations left out)" for w in at.warning)
+    [segment] = _segments(at)
+    assert segment.area == 40 * 30 and at.session_state["samdash"].image.content_hash == image.content_hash
+
+
+def _import(at: AppTest, document: dict, images: dict[str, bytes] | None = None, folder: str | None = None) -> None:
+    """Upload the file in the sidebar's import panel with its images (or pick their server folder) and press Import."""
     from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 
     def uploaded(name: str, data: bytes, kind: str) -> UploadedFile:
         return UploadedFile(UploadedFileRec(file_id=name, name=name, type=kind, data=data), None)
 
     at.session_state["import-json"] = uploaded("coco.json", json.dumps(document).encode(), "application/json")
-    at.session_state["import-images"] = [uploaded(name, data, "image/png") for name, data in images.items()]
-    at.run()
+    if folder is None:
+        at.session_state["import-images"] = [uploaded(name, data, "image/png") for name, data in (images or {}).items()]
+        at.run()
+    else:
+        at.run()
+        at.radio(key="import-from").set_value("In a server folder").run()
+        picker = at.selectbox(key="import-folder")
+        picker.select_index(picker.options.index(folder)).run()
     next(b for b in at.button if b.label == "Import").click().run()

@@ -19,7 +19,7 @@ SUMMARY_KEY = "server_folder_summary"
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _folders(roots: tuple[Path, ...]) -> list[Path]:
+def server_folders(roots: tuple[Path, ...]) -> list[Path]:
     """Walked at most every 30 s, not on every run of every session; a folder made meanwhile shows up soon."""
     return browsable_folders(roots)
 
@@ -54,7 +54,7 @@ def server_folder_panel(settings: Settings, store: Store | None) -> None:
         return
     roots = settings.image_roots
     with st.popover("From a server folder", icon=":material/folder_open:", width="stretch"):
-        folders = _folders(roots)
+        folders = server_folders(roots)
         if not folders:
             st.caption("None of the folders in SAMDASH_IMAGE_ROOTS can be read by the server.")
             return
