@@ -13,13 +13,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samdash.prompts import EXCLUDE, INCLUDE, Prompt, box_prompt, freehand_prompt, point_prompt, region_prompt
+from samdash.brush import Stroke, polygon_mask
+from samdash.prompts import EXCLUDE, INCLUDE, Prompt, box_prompt, freehand_prompt, point_prompt
 
-ShapeKind = Literal["box", "freehand", "polygon", "point"]
+# box, freehand region and point: SAM prompts; stroke: the brush on the active object; outline: a polygon that is
+# an object as drawn; view: a box to zoom to.
+ShapeKind = Literal["box", "freehand", "point", "stroke", "outline", "view"]
 
-# Point colours double as their labels: the canvas records a circle's fill, not the mode it was drawn in.
+# Colours double as what a drawing is: the canvas records a drawing's colours, not the mode it was drawn in.
 INCLUDE_COLOR = "#16a34a"
 EXCLUDE_COLOR = "#dc2626"
+BRUSH_COLOR = "rgba(250, 204, 21, 0.55)"
+ERASER_COLOR = "rgba(236, 72, 153, 0.55)"
+VIEW_COLOR = "#f59e0b"
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,9 @@ class BackgroundFit:
     scale_y: float
     offset_x: float
     offset_y: float
+    # The image pixel at the background's top-left corner: not 0, 0 in a zoomed-in view.
+    origin_x: float = 0.0
+    origin_y: float = 0.0
 
     @classmethod
     def from_result(cls, fit: dict[str, float]) -> "BackgroundFit":
@@ -37,7 +46,11 @@ class BackgroundFit:
 
     def to_image(self, xy: np.ndarray) -> np.ndarray:
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
-        return np.stack([(xy[:, 0] - self.offset_x) / self.scale_x, (xy[:, 1] - self.offset_y) / self.scale_y], axis=1)
+        return (xy - (self.offset_x, self.offset_y)) / (self.scale_x, self.scale_y) + (self.origin_x, self.origin_y)
+
+    def to_canvas(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        return (xy - (self.origin_x, self.origin_y)) * (self.scale_x, self.scale_y) + (self.offset_x, self.offset_y)
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +62,7 @@ class Shape:
     label: int = INCLUDE
     # The Fabric object it came from, to draw it again when the canvas is remounted.
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    width: float = 0.0  # a brush stroke's, in image px
 
     @cached_property
     def key(self) -> Hashable:
@@ -60,19 +74,24 @@ class Shape:
         return drawing_key(self.raw)
 
     def to_prompt(self, width: int, height: int) -> Prompt:
-        if self.kind == "box":
-            (x0, y0), (x1, y1) = self.points
+        if self.kind in ("box", "outline"):  # a polygon's box: what SAM refines it from
+            (x0, y0), (x1, y1) = self.points.min(axis=0), self.points.max(axis=0)
             return box_prompt((x0, y0, x1, y1), width, height)
-        if self.kind == "polygon":
-            return region_prompt(self.points, width, height)
         if self.kind == "freehand":
             return freehand_prompt(self.points, width, height)
         return point_prompt(tuple(self.points[0]), self.label, width, height)
 
     @property
     def makes_object(self) -> bool:
-        """Boxes and regions start a new object; points refine the current one."""
-        return self.kind != "point"
+        """Boxes, regions and polygons start a new object; points and brush strokes change the current one."""
+        return self.kind in ("box", "freehand", "outline")
+
+    def stroke(self) -> Stroke:
+        return Stroke(self.points, self.width, erase=self.label == EXCLUDE)
+
+    def outline_mask(self, size: tuple[int, int]) -> np.ndarray:
+        """A polygon's pixels on an image of ``size`` = (width, height)."""
+        return polygon_mask(self.points, size)
 
 
 def _centre(obj: dict[str, Any], width: float, height: float) -> tuple[float, float]:
@@ -100,19 +119,27 @@ def _path_points(path: list[list[Any]]) -> np.ndarray:
     return np.asarray(coords, np.float64).reshape(-1, 2)
 
 
+def _colour(value: object) -> str:
+    return str(value or "").replace(" ", "").lower()
+
+
 def _canvas_geometry(obj: dict[str, Any]) -> tuple[ShapeKind, np.ndarray, int] | None:
     kind = obj.get("type", "").lower()
     if kind == "rect":
         left, top = float(obj.get("left", 0)), float(obj.get("top", 0))
         w = float(obj.get("width", 0)) * float(obj.get("scaleX", 1))
         h = float(obj.get("height", 0)) * float(obj.get("scaleY", 1))
-        return "box", np.array([[left, top], [left + w, top + h]]), INCLUDE
+        is_view = _colour(obj.get("stroke")) == _colour(VIEW_COLOR)
+        return "view" if is_view else "box", np.array([[left, top], [left + w, top + h]]), INCLUDE
     if kind == "path":
         local = _path_points(obj.get("path") or [])
-        return ("freehand", _place(obj, local), INCLUDE) if len(local) else None
+        if not len(local):
+            return None
+        brush = {_colour(BRUSH_COLOR): INCLUDE, _colour(ERASER_COLOR): EXCLUDE}.get(_colour(obj.get("stroke")))
+        return ("freehand", _place(obj, local), INCLUDE) if brush is None else ("stroke", _place(obj, local), brush)
     if kind == "polygon":
         local = np.array([[p["x"], p["y"]] for p in obj.get("points") or []], np.float64).reshape(-1, 2)
-        return ("polygon", _place(obj, local), INCLUDE) if len(local) >= 3 else None
+        return ("outline", _place(obj, local), INCLUDE) if len(local) >= 3 else None
     if kind == "circle":
         radius = float(obj.get("radius", 0))
         label = EXCLUDE if str(obj.get("fill", "")).lower() == EXCLUDE_COLOR else INCLUDE
@@ -135,6 +162,35 @@ def shapes_from_canvas(json_data: dict[str, Any] | None, fit: BackgroundFit) -> 
         geometry = _canvas_geometry(obj)
         if geometry is not None:
             kind, canvas_xy, label = geometry
-            shapes.append(Shape(kind, fit.to_image(canvas_xy), label, obj))
+            width = float(obj.get("strokeWidth", 0) or 0) * float(obj.get("scaleX", 1)) / fit.scale_x if kind == "stroke" else 0.0
+            shapes.append(Shape(kind, fit.to_image(canvas_xy), label, obj, width))
     return shapes
+
+
+def placed(shape: Shape, fit: BackgroundFit) -> dict[str, Any]:
+    """The shape's Fabric object moved to where its image points lie on a canvas fitted by ``fit`` (another zoom).
+
+    Only the geometry changes; colours and the rest stay as drawn. A brush stroke keeps its width in image px.
+    """
+    raw = dict(shape.raw)
+    xy = fit.to_canvas(shape.points)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    centred = {"left": float((lo[0] + hi[0]) / 2), "top": float((lo[1] + hi[1]) / 2), "originX": "center",
+               "originY": "center", "scaleX": 1, "scaleY": 1, "angle": 0}
+    if shape.kind in ("box", "view"):
+        raw.update(left=float(lo[0]), top=float(lo[1]), width=float(hi[0] - lo[0]), height=float(hi[1] - lo[1]),
+                   originX="left", originY="top", scaleX=1, scaleY=1, angle=0)
+    elif shape.kind == "point":
+        raw.update(centred)
+    elif shape.kind == "outline":
+        raw.update(centred, points=[{"x": float(x), "y": float(y)} for x, y in xy], width=float(hi[0] - lo[0]),
+                   height=float(hi[1] - lo[1]))
+    else:  # a path: the same commands through the moved points
+        points = iter(xy.tolist())
+        path = [[command[0], *(value for _ in range(1, len(command) - 1, 2) for value in next(points))]
+                for command in raw.get("path") or []]
+        raw.update(centred, path=path, width=float(hi[0] - lo[0]), height=float(hi[1] - lo[1]))
+        if shape.kind == "stroke":
+            raw["strokeWidth"] = shape.width * fit.scale_x
+    return raw
 

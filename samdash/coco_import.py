@@ -19,23 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from samdash.engine import Candidates, MaskGeometry
 from samdash.errors import SamdashError
 from samdash.imaging import load_image_file, thumbnail_jpeg
-from samdash.masks import CompactMask
-from samdash.prompts import box_prompt
 from samdash.render import palette_color
 from samdash.segments import Segment, SegmentState
 from samdash.store import LabelInfo, ProjectInfo, Store, StoreError, label_name
 
 # What an imported object's candidates are known as: no engine can take their logits back.
 IMPORT_SOURCE = "coco-import"
-# The side of the in-or-out picture kept as an imported object's low-resolution "logits" (for thumbnails).
-_PREVIEW_SIDE = 256
 
 
 @dataclass
@@ -151,19 +145,8 @@ def _key(value: object) -> int | str | None:
 
 
 def imported_segment(segment_id: int, mask: np.ndarray, score: float | None, label: LabelInfo | None) -> Segment:
-    """An object from someone else's mask: its box as the prompt, the mask exact, no logits SAM can take back."""
-    height, width = mask.shape
-    compact = CompactMask.encode(mask)
-    x, y, w, h = compact.bbox
-    scale = _PREVIEW_SIDE / max(height, width)
-    small = (max(1, round(height * scale)), max(1, round(width * scale)))
-    preview = cv2.resize(mask.astype(np.uint8), small[::-1], interpolation=cv2.INTER_AREA) > 0
-    candidates = Candidates(
-        np.array([math.nan if score is None else score], np.float32), preview[None], MaskGeometry((height, width), small),
-        source=IMPORT_SOURCE,
-    )
-    state = SegmentState(box_prompt((x, y, x + w, y + h), width, height), candidates, 0, compact)
-    segment = Segment.create(segment_id, state)
+    """An object from someone else's mask, exact, labelled with its category."""
+    segment = Segment.create(segment_id, SegmentState.fixed(mask, score, IMPORT_SOURCE))
     if label is not None:
         segment.label_id, segment.color = label.id, label.color
     return segment

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from samdash.canvas import Shape
+from samdash.canvas import BackgroundFit, Shape, placed
 from samdash.engine import Embedding, Segmenter
 from samdash.errors import PromptError
 from samdash.prompts import EXCLUDE, inside
 from samdash.render import Color
 from samdash.segments import Segment, SegmentState
+
+# What a polygon drawn by hand is known as in place of a model: no engine can take its "logits" back.
+MANUAL_SOURCE = "polygon"
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,14 +55,22 @@ class _Context:
     decode_seconds: float | None = None  # of the last prompt decoded
 
     def fresh(self, shape: Shape) -> SegmentState:
-        """An object as this drawing alone makes it, its best candidate picked."""
+        """An object as this drawing alone makes it: SAM's best candidate, or a polygon's own pixels."""
+        if shape.kind == "outline":
+            mask = shape.outline_mask(self.size)
+            if not mask.any():
+                raise PromptError("The polygon covers no pixel of the image.")
+            return SegmentState.fixed(mask, None, MANUAL_SOURCE)
         prompt = shape.to_prompt(*self.size)
         candidates = self.segmenter.predict(self.embedding, prompt)
         self.decode_seconds = candidates.decode_seconds
         return SegmentState.of(prompt, candidates)
 
-    def refine(self, segment: Segment, shape: Shape) -> None:
-        """Add a point to ``segment`` (which stays as it was when the point is refused)."""
+    def change(self, segment: Segment, shape: Shape) -> None:
+        """Refine ``segment`` with a point, or paint a brush stroke on it (it stays as it was when refused)."""
+        if shape.kind == "stroke":
+            segment.restore(segment.state.stroked(shape.stroke()))
+            return
         segment.refine(self.segmenter, self.embedding, inside(shape.points[0], *self.size), shape.label)
         self.decode_seconds = segment.candidates.decode_seconds
 
@@ -106,6 +117,8 @@ class Workspace:
     _taken_back: dict[Hashable, list[int]] = field(default_factory=dict, repr=False)
     # Objects whose making drawing was taken back, by that drawing's key: a redo brings them back.
     _dropped: dict[Hashable, list[Segment]] = field(default_factory=dict, repr=False)
+    # Set when the canvas is remounted at another zoom: its first report gives the drawings' Fabric objects anew.
+    _moved: bool = field(default=False, repr=False)
 
     @classmethod
     def restored(
@@ -146,6 +159,14 @@ class Workspace:
         self.applied = [entry for entry in self.applied if entry.segment_id != segment_id]
         self._redraw()
 
+    def move_drawings(self, fit: BackgroundFit) -> None:
+        """Remount the canvas at another zoom or place, its drawings where their image points now lie."""
+        self.drawing = {"objects": [placed(entry.shape, fit) for entry in self.applied]} if self.applied else None
+        self._taken_back.clear()
+        self._dropped.clear()
+        self.generation += 1
+        self._moved = True
+
     def clear(self) -> None:
         self.segments = []
         self.active_id = None
@@ -161,6 +182,8 @@ class Workspace:
         taken as an edit: its object is rebuilt with the new one in its place.
         """
         ctx = _Context(segmenter, embedding, size)
+        if self._moved:
+            self._adopt(shapes)
         unmatched = Counter(shape.key for shape in shapes)
         gone = []
         for entry in self.applied:
@@ -193,6 +216,17 @@ class Workspace:
             self._taken_back.clear()
             self._dropped.clear()
         return ctx.refused
+
+    def _adopt(self, shapes: Sequence[Shape]) -> None:
+        """The remounted canvas's first report: its objects, as the browser wrote them, are the drawings moved there.
+
+        They are taken by position (the canvas keeps the order it was given), keeping the image points they had:
+        a moved drawing is the same drawing, not an edit.
+        """
+        self._moved = False
+        if len(shapes) >= len(self.applied) and all(s.kind == e.shape.kind for s, e in zip(shapes, self.applied)):
+            self.applied = [replace(entry, shape=replace(shape, points=entry.shape.points, width=entry.shape.width))
+                            for shape, entry in zip(shapes, self.applied)]
 
     def _editable(self, old: Applied, shape: Shape, ctx: _Context) -> bool:
         """Whether ``shape`` can take ``old``'s place: the same sort, an object to rebuild, a prompt for this image."""
@@ -247,6 +281,8 @@ class Workspace:
             return
         target = None if shape.makes_object else (self.segment(owner) or self.active)
         if target is None:
+            if shape.kind == "stroke":
+                raise PromptError("The brush paints on the selected object: make or select one first.")
             if shape.label == EXCLUDE:
                 raise PromptError("An exclude point needs an object to refine: draw a box or region first.")
             state = ctx.fresh(shape)
@@ -255,16 +291,16 @@ class Workspace:
             self.applied.append(Applied(shape, target.id))
         else:
             before = target.saved()
-            ctx.refine(target, shape)
+            ctx.change(target, shape)
             self.active_id = target.id
             self.applied.append(Applied(shape, target.id, before))
 
     def _replay(self, segment: Segment, points: list[Applied], ctx: _Context) -> None:
-        """Refine ``segment`` with each point in turn, recording its state before each; a refused one is let go."""
+        """Refine ``segment`` with each point or stroke in turn, recording its state before each; a refused one is let go."""
         for entry in points:
             before = segment.saved()
             try:
-                ctx.refine(segment, entry.shape)
+                ctx.change(segment, entry.shape)
             except PromptError as exc:
                 self._swap(entry, Applied(entry.shape))
                 ctx.refused.append(exc)

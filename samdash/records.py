@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from samdash.brush import Stroke
 from samdash.canvas import Shape
 from samdash.engine import Candidates, MaskGeometry, rounded
 from samdash.masks import CompactMask
@@ -23,9 +24,11 @@ from samdash.prompts import Prompt
 from samdash.segments import SegmentState
 
 # Version of the blob layout, written into every header. Format 2 stores float arrays byte-shuffled (``_pack``)
-# and the picked candidate once (``state_to_bytes``); this version reads formats 1 and 2.
+# and the picked candidate once (``state_to_bytes``); format 3 adds brush strokes, and is written only for a state
+# that has some, so a release that reads format 2 still reads every object never touched by a brush.
 STATE_FORMAT = 2
-_READABLE_FORMATS = (1, 2)
+STROKES_FORMAT = 3
+_READABLE_FORMATS = (1, 2, 3)
 _HEADER = struct.Struct("<I")  # length of the JSON header
 # Fast compression: logits are noisy floats that higher levels barely shrink further.
 _ZLIB_LEVEL = 1
@@ -79,7 +82,7 @@ def state_to_bytes(state: SegmentState) -> bytes:
     prompt = state.prompt
     geometry = candidates.geometry
     header = {
-        "format": STATE_FORMAT,
+        "format": STROKES_FORMAT if state.strokes else STATE_FORMAT,
         "prompt": {
             "box": list(prompt.box) if prompt.box is not None else None,
             "points": np.asarray(prompt.points, np.float64).tolist(),
@@ -96,6 +99,8 @@ def state_to_bytes(state: SegmentState) -> bytes:
         "mask": {"size": list(state.mask.size), "counts": state.mask.counts.decode("ascii")},
         "arrays": [],
     }
+    if state.strokes:
+        header["strokes"] = [stroke.to_json() for stroke in state.strokes]
     body = []
     for name, spec, data in arrays:
         header["arrays"].append(spec | {"name": name})
@@ -135,19 +140,21 @@ def state_from_bytes(blob: bytes) -> SegmentState:
         labels=np.asarray(saved["labels"], np.int32),
     )
     mask = CompactMask.from_rle(tuple(header["mask"]["size"]), header["mask"]["counts"])
-    return SegmentState(prompt, candidates, int(header["pick"]), mask)
+    strokes = tuple(Stroke.from_json(saved) for saved in header.get("strokes", ()))
+    return SegmentState(prompt, candidates, int(header["pick"]), mask, strokes)
 
 
 def shape_to_json(shape: Shape) -> str:
-    return json.dumps(
-        {"kind": shape.kind, "points": np.asarray(shape.points, np.float64).tolist(), "label": int(shape.label), "raw": shape.raw},
-        separators=(",", ":"),
-    )
+    saved = {"kind": shape.kind, "points": np.asarray(shape.points, np.float64).tolist(), "label": int(shape.label), "raw": shape.raw}
+    if shape.width:
+        saved["width"] = shape.width
+    return json.dumps(saved, separators=(",", ":"))
 
 
 def shape_from_json(text: str) -> Shape:
     saved = json.loads(text)
-    return Shape(saved["kind"], np.asarray(saved["points"], np.float64).reshape(-1, 2), int(saved["label"]), saved["raw"])
+    points = np.asarray(saved["points"], np.float64).reshape(-1, 2)
+    return Shape(saved["kind"], points, int(saved["label"]), saved["raw"], float(saved.get("width", 0.0)))
 
 
 # An outline of more points than this (a speckled mask) is not kept: tracing it again is cheaper than storing it.

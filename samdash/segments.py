@@ -8,14 +8,20 @@ decoded on demand into a small shared cache (``samdash.masks``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
-from samdash.engine import Candidates, Embedding, Segmenter
+from samdash.brush import Stroke, paint
+from samdash.engine import Candidates, Embedding, MaskGeometry, Segmenter
 from samdash.masks import CompactMask
-from samdash.prompts import Prompt
+from samdash.prompts import Prompt, box_prompt
 from samdash.render import Color, Layer, contours_of, palette_color
+
+# The side of the in-or-out picture kept as "logits" by an object whose mask SAM did not make (for thumbnails).
+_PREVIEW_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -23,19 +29,41 @@ class SegmentState:
     """What a refinement changes, kept so that undoing it on the canvas restores the object.
 
     ``prompt`` is kept without its mask input: that is the previous state's
-    picked logits, which the undo history already holds.
+    picked logits, which the undo history already holds. ``mask`` is the
+    picked candidate's with the brush strokes painted on top.
     """
 
     prompt: Prompt
     candidates: Candidates
     pick: int
     mask: CompactMask
+    strokes: tuple[Stroke, ...] = ()
 
     @classmethod
-    def of(cls, prompt: Prompt, candidates: Candidates, pick: int | None = None) -> "SegmentState":
-        """The state a prediction gives, its best candidate picked unless told otherwise."""
+    def of(cls, prompt: Prompt, candidates: Candidates, pick: int | None = None, strokes: tuple[Stroke, ...] = ()) -> "SegmentState":
+        """The state a prediction gives, its best candidate picked unless told otherwise, ``strokes`` on top."""
         pick = candidates.best if pick is None else pick
-        return cls(prompt.without_mask_input(), candidates, pick, CompactMask.encode(candidates.mask(pick)))
+        return cls(prompt.without_mask_input(), candidates, pick, CompactMask.encode(paint(candidates.mask(pick), strokes)), strokes)
+
+    @classmethod
+    def fixed(cls, mask: np.ndarray, score: float | None, source: str) -> "SegmentState":
+        """An object whose mask SAM did not make (imported, or a polygon drawn by hand): exact, with its box as the
+        prompt and no logits SAM can take back, so refining it starts from the box and the new points."""
+        height, width = mask.shape
+        compact = CompactMask.encode(mask)
+        x, y, w, h = compact.bbox
+        scale = _PREVIEW_SIDE / max(height, width)
+        small = (max(1, round(height * scale)), max(1, round(width * scale)))
+        preview = cv2.resize(mask.astype(np.uint8), small[::-1], interpolation=cv2.INTER_AREA) > 0
+        candidates = Candidates(
+            np.array([math.nan if score is None else score], np.float32), preview[None], MaskGeometry((height, width), small),
+            source=source,
+        )
+        return cls(box_prompt((x, y, x + w, y + h), width, height), candidates, 0, compact)
+
+    def stroked(self, stroke: Stroke) -> "SegmentState":
+        """This state with one more brush stroke."""
+        return replace(self, strokes=(*self.strokes, stroke), mask=CompactMask.encode(paint(self.mask.decode(), (stroke,))))
 
     def compacted(self) -> "SegmentState":
         """The same state in less memory, for undo history (see ``Candidates.compacted``)."""
@@ -72,7 +100,7 @@ class Segment:
     def pick(self, index: int) -> None:
         """Choose another candidate: its mask replaces the picked one."""
         if index != self.state.pick:
-            self.state = SegmentState.of(self.prompt, self.candidates, index)
+            self.state = SegmentState.of(self.prompt, self.candidates, index, self.state.strokes)
 
     @property
     def compact_mask(self) -> CompactMask:
@@ -115,14 +143,16 @@ class Segment:
         return cls(id=segment_id, name=f"object {segment_id}", color=palette_color(segment_id - 1), state=state)
 
     def refine(self, segmenter: Segmenter, embedding: Embedding, point: tuple[float, float], label: int) -> None:
-        """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best.
+        """Add an include/exclude point, feeding back the picked candidate's logits, and re-pick the best; the brush
+        strokes go on top of the new mask.
 
-        Logits from another engine (the model was switched meanwhile) mean nothing to this one and are left out.
+        Logits from another engine (the model was switched meanwhile, or none made the mask) mean nothing to this
+        one and are left out.
         """
         own = self.candidates.source == segmenter.cache_id
         prompt = self.prompt.refined(point, label, self.candidates.logits_of(self.pick)[None] if own else None)
         candidates = segmenter.predict(embedding, prompt)  # may refuse the prompt: change nothing before it answers
-        self.restore(SegmentState.of(prompt, candidates))
+        self.restore(SegmentState.of(prompt, candidates, strokes=self.state.strokes))
 
     def saved(self) -> SegmentState:
         return self.state.compacted()

@@ -68,13 +68,14 @@ def test_moved_freehand_path_follows_its_new_position():
     np.testing.assert_allclose(shape.points, [[260, 100], [460, 300]])
 
 
-def test_closed_polygon_becomes_a_region_prompt():
+def test_closed_polygon_is_an_outline_whose_pixels_are_the_object():
     points = [{"x": 100, "y": 60}, {"x": 300, "y": 60}, {"x": 300, "y": 260}, {"x": 100, "y": 260}]
     obj = {"type": "polygon", "points": points, "left": 98.5, "top": 58.5, "width": 200, "height": 200, "strokeWidth": 3}
     (shape,) = shapes_from_canvas({"objects": [obj]}, FIT)
-    prompt = shape.to_prompt(2000, 1000)
-    assert prompt.box == pytest.approx((200, 100, 600, 500))
-    assert len(prompt.points) >= 1
+    assert shape.kind == "outline" and shape.makes_object
+    assert shape.to_prompt(2000, 1000).box == pytest.approx((200, 100, 600, 500))  # what SAM refines it from
+    mask = shape.outline_mask((2000, 1000))
+    assert mask[100:501, 200:601].all() and mask.sum() == 401 * 401
 
 
 def test_unknown_objects_and_empty_drawings_are_ignored():
