@@ -62,13 +62,14 @@ class Layer:
     def from_mask(cls, mask: np.ndarray, color: Color) -> "Layer":
         return cls(color, contours_of(mask), mask)
 
-    def area(self, size: tuple[int, int], scale: float) -> np.ndarray:
-        """The object's pixels on a copy of ``size`` = (width, height) scaled by ``scale`` from the mask."""
+    def area(self, size: tuple[int, int], scale: float, origin: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        """The object's pixels on a copy of ``size`` = (width, height) scaled by ``scale`` from the mask, whose
+        top-left corner is the mask's pixel ``origin`` (a zoomed-in view)."""
         if self.mask is not None:
             return resize_mask(self.mask, size)
         filled = np.zeros((size[1], size[0]), np.uint8)
         # Contours of holes lie inside their object's: even-odd filling leaves the holes open.
-        cv2.fillPoly(filled, scale_contours(self.contours, scale), 1)
+        cv2.fillPoly(filled, scale_contours(self.contours, scale, origin), 1)
         return filled.astype(bool)
 
 
@@ -78,11 +79,11 @@ def contours_of(mask: np.ndarray) -> list[np.ndarray]:
     return [c.reshape(-1, 2) for c in found]
 
 
-def scale_contours(contours: list[np.ndarray], scale: float) -> list[np.ndarray]:
-    """Contours mapped onto a copy scaled by ``scale`` (pixel centres kept aligned)."""
-    if scale == 1.0:
+def scale_contours(contours: list[np.ndarray], scale: float, origin: tuple[float, float] = (0.0, 0.0)) -> list[np.ndarray]:
+    """Contours mapped onto a copy scaled by ``scale`` whose top-left is pixel ``origin`` (pixel centres aligned)."""
+    if scale == 1.0 and origin == (0.0, 0.0):
         return [c.astype(np.int32) for c in contours]
-    return [np.round((c + 0.5) * scale - 0.5).astype(np.int32) for c in contours]
+    return [np.round((c - origin + 0.5) * scale - 0.5).astype(np.int32) for c in contours]
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -97,10 +98,12 @@ def draw_layers(
     layers: Sequence[Layer],
     *,
     scale: float = 1.0,
+    origin: tuple[float, float] = (0.0, 0.0),
     thickness: int = 2,
     fill_opacity: float = 0.0,
 ) -> np.ndarray:
-    """A copy of ``image`` (already scaled by ``scale`` from the masks' resolution) with each layer outlined.
+    """A copy of ``image`` (already scaled by ``scale`` from the masks' resolution, its top-left corner the masks'
+    pixel ``origin``) with each layer outlined.
 
     ``fill_opacity`` > 0 also tints each object's area with its colour.
     """
@@ -108,11 +111,11 @@ def draw_layers(
     height, width = canvas.shape[:2]
     if fill_opacity > 0:
         for layer in layers:
-            area = layer.area((width, height), scale)
+            area = layer.area((width, height), scale, origin)
             tint = np.asarray(layer.color, np.float32)
             canvas[area] = (canvas[area] * (1 - fill_opacity) + tint * fill_opacity).astype(np.uint8)
     for layer in layers:
-        lines = scale_contours(layer.contours, scale)
+        lines = scale_contours(layer.contours, scale, origin)
         smooth = sum(len(line) for line in lines) <= _AA_MAX_POINTS
         cv2.polylines(canvas, lines, True, layer.color, thickness, cv2.LINE_AA if smooth else cv2.LINE_8)
     return canvas

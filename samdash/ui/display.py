@@ -8,21 +8,27 @@ import base64
 import cv2
 import numpy as np
 from samdash.imaging import LoadedImage
+from samdash.view import View
 from samdash.ui.state import session
 
 MAX_CANVAS_HEIGHT = 720
 _MAX_COPIES = 8
 
 
-def resized(image: LoadedImage, size: tuple[int, int]) -> np.ndarray:
-    """The image at ``size`` = (width, height)."""
-    cache: dict[tuple[str, tuple[int, int]], np.ndarray] = session().cache("resized")
-    key = (image.content_hash, size)
+def resized(image: LoadedImage, size: tuple[int, int], view: View | None = None) -> np.ndarray:
+    """The image (or the part of it ``view`` shows, cut from the full resolution) at ``size`` = (width, height).
+
+    Enlarged beyond one screen pixel per image pixel, each image pixel shows as a square: at a high zoom the
+    analyst sees the pixels a mask is made of, not a blur.
+    """
+    cache: dict[tuple, np.ndarray] = session().cache("resized")
+    view = view or View.whole((image.width, image.height))
+    key = (image.content_hash, view, size)
     if key not in cache:
         if len(cache) >= _MAX_COPIES:
             cache.clear()
-        interpolation = cv2.INTER_AREA if size[0] < image.width else cv2.INTER_LINEAR
-        cache[key] = cv2.resize(image.rgb, size, interpolation=interpolation)
+        interpolation = cv2.INTER_AREA if size[0] < view.width else cv2.INTER_NEAREST
+        cache[key] = cv2.resize(view.crop(image.rgb), size, interpolation=interpolation)
     return cache[key]
 
 
@@ -32,13 +38,13 @@ def fit_size(image: LoadedImage, width: int, max_height: int = MAX_CANVAS_HEIGHT
     return max(1, round(image.width * scale)), max(1, round(image.height * scale))
 
 
-def background_jpeg(image: LoadedImage, size: tuple[int, int]) -> bytes:
-    """The canvas re-sends its background on every rerun: a small JPEG keeps that cheap."""
-    cache: dict[tuple[str, tuple[int, int]], bytes] = session().cache("backgrounds")
-    key = (image.content_hash, size)
+def background_jpeg(image: LoadedImage, size: tuple[int, int], view: View) -> bytes:
+    """The canvas re-sends its background on every rerun: a small JPEG, made once per view, keeps that cheap."""
+    cache: dict[tuple, bytes] = session().cache("backgrounds")
+    key = (image.content_hash, view, size)
     if key not in cache:
         cache.clear()
-        bgr = cv2.cvtColor(resized(image, size), cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(resized(image, size, view), cv2.COLOR_RGB2BGR)
         cache[key] = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     return cache[key]
 

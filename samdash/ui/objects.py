@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from samdash.coco_import import IMPORT_SOURCE
-from samdash.drawings import Workspace
+from samdash.drawings import MANUAL_SOURCE, Workspace
 from samdash.imaging import LoadedImage
 from samdash.render import hex_to_rgb, preview, rgb_to_hex
 from samdash.segments import Segment
@@ -70,8 +70,15 @@ def candidate_picker(workspace: Workspace, image: LoadedImage, engine_name: str)
     key = f"color-{workspace.image_hash[:8]}-{segment.id}"
     st.session_state[key] = rgb_to_hex(segment.color)  # the object's colour, whatever changed it last (a label)
     colour.color_picker("Colour", key=key, on_change=_recolour, args=(segment, key), help=f"The colour of {segment.name}")
-    if segment.candidates.source == IMPORT_SOURCE:
-        st.caption("Imported with its mask: a point refines it from its box and your points (the file has no SAM logits).")
+    notes = {
+        IMPORT_SOURCE: "Imported with its mask: a point refines it from its box and your points (the file has no SAM logits).",
+        MANUAL_SOURCE: "Drawn as a polygon: a point refines it with SAM from its box and your points.",
+    }.get(segment.candidates.source, "")
+    if strokes := len(segment.state.strokes):
+        notes += (f" Touched up with {strokes} brush stroke{'s' if strokes > 1 else ''}: they are painted again over "
+                  "any new mask SAM gives it.")
+    if notes:
+        st.caption(notes.strip())
     base = resized(image, fit_size(image, THUMB_WIDTH))
     columns = st.columns(len(segment.candidates))
     for index, column in enumerate(columns):

@@ -39,7 +39,16 @@ from weakref import WeakKeyDictionary
 import numpy as np
 import streamlit as st
 
-from samdash.canvas import EXCLUDE_COLOR, INCLUDE_COLOR, BackgroundFit, Shape, shapes_from_canvas
+from samdash.canvas import (
+    BRUSH_COLOR,
+    ERASER_COLOR,
+    EXCLUDE_COLOR,
+    INCLUDE_COLOR,
+    VIEW_COLOR,
+    BackgroundFit,
+    Shape,
+    shapes_from_canvas,
+)
 from samdash.config import Settings
 from samdash.drawings import Workspace
 from samdash.encode_queue import URGENT, encode_ahead, shared
@@ -48,7 +57,7 @@ from samdash.errors import SamdashError
 from samdash.imaging import LoadedImage
 from samdash.render import draw_layers
 from samdash.store import ImageInfo, Store
-from samdash.ui.display import background_jpeg, fit_size, jpeg_data_url, resized
+from samdash.ui.display import MAX_CANVAS_HEIGHT, background_jpeg, jpeg_data_url, resized
 from samdash.ui.drawable_canvas import st_canvas
 from samdash.ui.everything_panel import everything_panel
 from samdash.ui.export_panel import download_panel
@@ -62,6 +71,8 @@ from samdash.ui.resources import start_held_model
 from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
+from samdash.ui.zoom import current_view, show_view, zoom_bar
+from samdash.view import View
 
 # One line of caption: the status line never grows, so nothing below it moves.
 STATUS_LINE_PX = 24
@@ -78,7 +89,18 @@ MODES = {
     "Freehand region": "freedraw",
     "Include point": "point",
     "Exclude point": "point",
+    "Polygon": "polygon",
+    "Brush": "freedraw",
+    "Eraser": "freedraw",
+    "Zoom to box": "rect",
 }
+# Drawings that are not SAM prompts are told apart by their colour (see samdash.canvas).
+_STROKES = {"Brush": BRUSH_COLOR, "Eraser": ERASER_COLOR, "Zoom to box": VIEW_COLOR}
+MODES_HELP = (
+    "**Box**, **Freehand region**: SAM segments what you outline. **Include/Exclude point**: refine the selected "
+    "object. **Polygon**: click its corners and then the first one again; the object is the polygon itself, no SAM. "
+    "**Brush**, **Eraser**: paint onto the selected object's mask. **Zoom to box**: drag around the part to look at."
+)
 
 
 # When the page first waited for a piece of work, and when that work started running: a drawing reruns the area
@@ -148,15 +170,17 @@ def _embedding(segmenter: Segmenter, image: LoadedImage) -> tuple[Embedding | No
     return embedding, None
 
 
-def _in_image(json_data: dict | None, fit: dict[str, float], image: LoadedImage) -> list[Shape]:
-    """The canvas's shapes in image pixels; the canvas measures against the background we sent, scaled back here."""
-    ratio_x = fit["natural_width"] / image.width
-    ratio_y = fit["natural_height"] / image.height
-    to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"])
+def _in_image(json_data: dict | None, fit: dict[str, float], view: View) -> list[Shape]:
+    """The canvas's shapes in image pixels; the canvas measures against the background we sent (the view's part of
+    the image), scaled and moved back here."""
+    ratio_x = fit["natural_width"] / view.width
+    ratio_y = fit["natural_height"] / view.height
+    to_image = BackgroundFit(fit["scale_x"] * ratio_x, fit["scale_y"] * ratio_y, fit["offset_x"], fit["offset_y"],
+                             view.x, view.y)
     return shapes_from_canvas(json_data, to_image)
 
 
-def _sent(canvas_key: str, image: LoadedImage) -> list[Shape] | None:
+def _sent(canvas_key: str, view: View) -> list[Shape] | None:
     """The shapes on a canvas as the browser last sent them, read before this run draws any canvas; None when it
     has sent nothing."""
     state = st.session_state.get(canvas_key)
@@ -166,10 +190,10 @@ def _sent(canvas_key: str, image: LoadedImage) -> list[Shape] | None:
         return None
     names = {"natural_width": "naturalWidth", "natural_height": "naturalHeight", "scale_x": "scaleX",
              "scale_y": "scaleY", "offset_x": "offsetX", "offset_y": "offsetY"}
-    return _in_image(drawing.get("raw"), {name: fit[sent] for name, sent in names.items()}, image)
+    return _in_image(drawing.get("raw"), {name: fit[sent] for name, sent in names.items()}, view)
 
 
-def _carry_over(replaced: Replaced, image: LoadedImage) -> None:
+def _carry_over(replaced: Replaced, view: View) -> None:
     """Another session saved this image: it shows as saved now, and the drawings made here and not saved yet go
     on top of it, not lost.
 
@@ -178,7 +202,7 @@ def _carry_over(replaced: Replaced, image: LoadedImage) -> None:
     """
     previous, saved = replaced
     workspace = session().workspace
-    on_canvas = _sent(previous.canvas_key, image)
+    on_canvas = _sent(previous.canvas_key, view)
     if on_canvas is None:
         on_canvas = [entry.shape for entry in previous.applied]
     known = Counter(entry.key for entry in saved.drawings)
@@ -194,47 +218,48 @@ def _carry_over(replaced: Replaced, image: LoadedImage) -> None:
     workspace.generation = max(workspace.generation, previous.generation) + 1
 
 
-def _canvas(workspace: Workspace, image: LoadedImage, mode: str, width: int | None) -> list[Shape] | None:
-    """Draw the canvas ``width`` px wide; return the shapes on it, in image pixels.
+def _canvas(workspace: Workspace, image: LoadedImage, view: View, mode: str, brush_px: int, width: int | None) -> list[Shape] | None:
+    """Draw the canvas ``width`` px wide, showing ``view``; return the shapes on it, in image pixels.
 
     None until the canvas has reported how it fitted the image (a second or so after it mounts).
     """
     if width is None:
         st.empty()  # the canvas's place, until the browser has measured the column
         return None
-    size = fit_size(image, width)
-    exclude = mode == "Exclude point"
+    size = view.canvas_size(width, MAX_CANVAS_HEIGHT)
+    point = MODES[mode] == "point"
     result = st_canvas(
-        background_image=background_jpeg(image, size),
+        background_image=background_jpeg(image, size, view),
         background_image_fit="contain",
         width=size[0],
         height=size[1],
         drawing_mode=MODES[mode],
-        stroke_width=3 if MODES[mode] != "point" else 2,
-        stroke_color="#ffffff" if MODES[mode] == "point" else PROMPT_COLOR,
-        fill_color=(EXCLUDE_COLOR if exclude else INCLUDE_COLOR) if MODES[mode] == "point" else "rgba(0,0,0,0)",
+        stroke_width=brush_px if mode in ("Brush", "Eraser") else 2 if point else 3,
+        stroke_color=_STROKES.get(mode, "#ffffff" if point else PROMPT_COLOR),
+        fill_color=(EXCLUDE_COLOR if mode == "Exclude point" else INCLUDE_COLOR) if point else "rgba(0,0,0,0)",
         point_display_radius=6,
         initial_drawing=workspace.drawing,
         key=workspace.canvas_key,
     )
     if result.background_fit is None or result.json_data is None:
         return None
-    return _in_image(result.json_data, result.background_fit, image)
+    return _in_image(result.json_data, result.background_fit, view)
 
 
-def _result(workspace: Workspace, image: LoadedImage, display: DisplayOptions, width: int | None) -> None:
-    """The image with its objects outlined, drawn ``width`` px wide.
+def _result(workspace: Workspace, image: LoadedImage, view: View, display: DisplayOptions, width: int | None) -> None:
+    """The view of the image with its objects outlined at that view's resolution, drawn ``width`` px wide.
 
     Before the browser has measured the column it is drawn at a likely width and scaled to fit: a reopened image
     shows its objects with the page's first run, not a run later.
     """
-    size = fit_size(image, width or _LIKELY_COLUMN_PX)
+    size = view.canvas_size(width or _LIKELY_COLUMN_PX, MAX_CANVAS_HEIGHT)
     shown = [s for s in workspace.segments if s.visible and (not display.only_active or s.id == workspace.active_id)]
     layers = [s.layer(display.single_color) for s in shown]
     drawn = draw_layers(
-        resized(image, size),
+        resized(image, size, view),
         layers,
-        scale=size[0] / image.width,
+        scale=size[0] / view.width,
+        origin=(view.x, view.y),
         thickness=display.thickness,
         fill_opacity=display.fill_opacity,
     )
@@ -254,8 +279,9 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     image = current_image()
     if image is None:
         return
+    view = current_view(image)
     if replaced is not None:
-        _carry_over(replaced, image)
+        _carry_over(replaced, view)
     workspace = session().workspace
     segmenter = model.segmenter
     embedding, pending = None, None
@@ -268,27 +294,41 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         else:
             embedding, pending = _embedding(segmenter, image)
     labels = project_labels(store)
-    draw_with, label_with = st.columns([3, 2], vertical_alignment="bottom")
-    mode = draw_with.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True)
-    with label_with:
-        new_object_label(workspace, labels)
+    mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True, help=MODES_HELP)
+    # Zooming needs the drawings made so far applied first: not while the image is still being encoded.
+    change_view, beside_zoom = zoom_bar(image, view, embedding is None)
+    with beside_zoom:
+        brush_px = 0
+        if mode in ("Brush", "Eraser"):
+            brush_px = st.slider("Brush width (screen px)", 2, 80, 16, key="brush-px",
+                                 help="Zoom in for a finer brush: the width is kept in image pixels.")
+        else:
+            new_object_label(workspace, labels)
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
         # The two columns are equally wide: one measure serves both (a second would cost another run to report).
         width = column_width("column_width", 560)
-        shapes = _canvas(workspace, image, mode, width)
+        if change_view is not None and width is not None:
+            view = show_view(workspace, image, change_view(view, width), width)
+        shapes = _canvas(workspace, image, view, mode, brush_px, width)
         start_held_model(shown=shapes is not None)
         send_drawings_on_release()
         decoded_before = workspace.last_decode_ms
+        zoom_to = next((shape for shape in shapes or () if shape.kind == "view"), None)
         if shapes is not None and embedding is not None:
             with reported("segmenting"):
-                for refused in workspace.sync(shapes, segmenter, embedding, (image.width, image.height)):
+                prompts = [shape for shape in shapes if shape.kind != "view"]
+                for refused in workspace.sync(prompts, segmenter, embedding, (image.width, image.height)):
                     st.error(str(refused), icon="⚠️")
+            if zoom_to is not None and width is not None:
+                (x0, y0), (x1, y1) = zoom_to.points
+                show_view(workspace, image, view.around((x0, y0, x1, y1), width), width)
+                st.rerun(scope="fragment")
     with right, st.container(key="result"):
-        st.markdown("**Result**")
+        st.markdown("**Result**" if view.is_whole else f"**Result** · {view.label()}")
         with reported("drawing the result"):
-            _result(workspace, image, display, width)
+            _result(workspace, image, view, display, width)
     # (decode ms, outlined ms) of the last prompt this session decoded: the server's time from the start of the run
     # to its result sent, shown only beside the decode it belongs to (not on another image's).
     timings = session().cache("timing")
