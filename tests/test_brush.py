@@ -121,3 +121,23 @@ def test_drawings_moved_to_a_zoomed_canvas_are_kept_not_redone(canvas, tiny_engi
     assert len(workspace.applied) == 4 and [e.shape.kind for e in workspace.applied] == ["box", "stroke", "point", "point"]
     np.testing.assert_allclose(workspace.applied[-1].shape.points, [[100 + 220 / 4, 80 + 200 / 4]])
     assert segment.prompt.points.tolist()[-1] == pytest.approx([155.0, 130.0])
+
+
+def test_strokes_and_polygons_survive_the_store_and_the_canvas_reopens_with_them(tmp_path, tiny_engine, scene):
+    from samdash.store import Store
+
+    store = Store(tmp_path / "data")
+    project = store.create_project("touch-up")
+    info, _ = store.add_image(project.id, b"pixels", "scene.png", "scene-hash", (scene.shape[1], scene.shape[0]))
+    workspace, saved = store.load_workspace(info)
+    polygon = {"type": "polygon", "left": 98.5, "top": 98.5, "width": 200, "height": 100, "strokeWidth": 3,
+               "points": [{"x": 100, "y": 100}, {"x": 300, "y": 100}, {"x": 300, "y": 200}, {"x": 100, "y": 200}]}
+    shapes = shapes_from_canvas({"objects": [A, ADD, polygon, ERASE]}, SAME_SIZE)
+    workspace.sync(shapes, tiny_engine, tiny_engine.embed(scene, "scene"), (scene.shape[1], scene.shape[0]))
+    store.save_workspace(workspace, saved)
+    again, _ = Store(tmp_path / "data").load_workspace(info)
+    for before, after in zip(workspace.segments, again.segments, strict=True):
+        np.testing.assert_array_equal(after.mask, before.mask)
+        assert [(s.width, s.erase) for s in after.state.strokes] == [(s.width, s.erase) for s in before.state.strokes]
+    assert [e.shape.kind for e in again.applied] == ["box", "stroke", "outline", "stroke"]
+    assert again.applied[1].shape.width == 8.0 and again.segments[1].candidates.source == MANUAL_SOURCE
