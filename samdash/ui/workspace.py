@@ -71,7 +71,7 @@ from samdash.ui.resources import start_held_model
 from samdash.ui.sidebar import DisplayOptions, ModelState
 from samdash.ui.state import current_image, session
 from samdash.ui.width_probe import column_width
-from samdash.ui.zoom import current_view, show_view, zoom_bar
+from samdash.ui.zoom import current_view, overview, show_view, zoom_bar
 from samdash.view import View
 
 # One line of caption: the status line never grows, so nothing below it moves.
@@ -296,7 +296,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     labels = project_labels(store)
     mode = st.segmented_control("Draw", list(MODES), default="Box", key="mode", required=True, help=MODES_HELP)
     # Zooming needs the drawings made so far applied first: not while the image is still being encoded.
-    change_view, beside_zoom = zoom_bar(image, view, embedding is None)
+    change_view, beside_zoom = zoom_bar(view, embedding is None)
     with beside_zoom:
         brush_px = 0
         if mode in ("Brush", "Eraser"):
@@ -329,6 +329,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Result**" if view.is_whole else f"**Result** · {view.label()}")
         with reported("drawing the result"):
             _result(workspace, image, view, display, width)
+        overview(image, view)
     # (decode ms, outlined ms) of the last prompt this session decoded: the server's time from the start of the run
     # to its result sent, shown only beside the decode it belongs to (not on another image's).
     timings = session().cache("timing")

@@ -64,31 +64,28 @@ def _ask_pan(right: float, down: float) -> None:
     st.session_state[_REQUEST] = lambda view, width: view.panned(right, down)
 
 
-def zoom_bar(image: LoadedImage, view: View, disabled: bool) -> tuple[ViewChange | None, DeltaGenerator]:
-    """The zoom steps, the pan buttons and an overview of where the view is; returns the change asked for (applied
-    by the caller once the canvas's width is known) and a column between pan and overview for the caller's use."""
+def zoom_bar(view: View, disabled: bool) -> tuple[ViewChange | None, DeltaGenerator]:
+    """The zoom steps and the pan buttons; returns the change asked for (applied by the caller once the canvas's
+    width is known) and a column beside them for the caller's use. One row, so the canvas below stays in sight."""
     request: ViewChange | None = st.session_state.pop(_REQUEST, None)
     steps = view.zoom_steps(_LIKELY_CANVAS_PX)
     # The control shows the zoom on screen (none of its steps after a zoom to a box); set before it is drawn.
     shown = round(view.zoom) if request is None else None
     st.session_state["zoom"] = _step_label(shown) if shown in steps and abs(view.zoom - shown) < 0.05 else None
-    zoom_with, pan_with, beside, where = st.columns([4, 3, 3, 1.4], vertical_alignment="bottom")
+    zoom_with, pan_with, beside = st.columns([4, 3, 3], vertical_alignment="bottom")
     zoom_with.segmented_control("Zoom", [_step_label(step) for step in steps], key="zoom", on_change=_ask_zoom,
                                 disabled=disabled, help="Or draw in **Zoom to box** mode around the part to see.")
     with pan_with:
-        st.markdown("<small>Pan</small>", unsafe_allow_html=True)
         buttons = st.columns(4, gap="small")
         for column, (icon, right, down) in zip(buttons, (("arrow_back", -0.5, 0), ("arrow_upward", 0, -0.5),
                                                            ("arrow_downward", 0, 0.5), ("arrow_forward", 0.5, 0))):
             column.button("", icon=f":material/{icon}:", key=f"pan-{icon}", on_click=_ask_pan, args=(right, down),
                           disabled=disabled or view.is_whole, width="stretch", help="Move half a view")
-    with where:
-        _overview(image, view)
     return request, beside
 
 
-def _overview(image: LoadedImage, view: View) -> None:
-    """A small copy of the whole image with the view's rectangle on it, while zoomed in."""
+def overview(image: LoadedImage, view: View) -> None:
+    """A small copy of the whole image with the view's rectangle on it, and the view's pixel range, while zoomed in."""
     if view.is_whole:
         return
     whole = View.whole((image.width, image.height))

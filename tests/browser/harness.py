@@ -65,6 +65,8 @@ def wait_for_run(page: Page, timeout: float = 60) -> None:
 
 
 def to_page(page: Page, xy: tuple[float, float], image_size: tuple[int, int]) -> tuple[float, float]:
+    """Where an image pixel is on the screen, the canvas scrolled into sight first (the mouse reaches only that)."""
+    page.locator(CANVAS).first.scroll_into_view_if_needed()
     box = canvas_box(page)
     scale = box["width"] / image_size[0]
     return box["x"] + xy[0] * scale, box["y"] + xy[1] * scale
