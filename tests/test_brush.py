@@ -9,7 +9,7 @@ from samdash.brush import Stroke, paint, polygon_mask
 from samdash.canvas import BRUSH_COLOR, ERASER_COLOR, BackgroundFit, shapes_from_canvas
 from samdash.drawings import MANUAL_SOURCE, Workspace
 from samdash.records import state_from_bytes, state_to_bytes
-from tests.test_drawings import A, P, SAME_SIZE
+from tests.test_drawings import A, P, SAME_SIZE, canvas  # noqa: F401 (canvas: a fixture)
 
 
 def _stroke(points: list[tuple[float, float]], width: float, colour: str = BRUSH_COLOR) -> dict:
@@ -37,18 +37,6 @@ def test_a_stroke_paints_its_width_and_an_eraser_clears_beyond_the_object():
 def test_polygon_mask_fills_its_inside():
     mask = polygon_mask(np.array([[10.0, 10.0], [50.0, 10.0], [10.0, 50.0]]), (60, 60))
     assert mask[15, 15] and not mask[45, 45] and mask.sum() == pytest.approx(40 * 40 / 2, rel=0.1)
-
-
-@pytest.fixture
-def canvas(tiny_engine, scene):
-    workspace = Workspace("scene")
-    embedding = tiny_engine.embed(scene, "scene")
-
-    def send(*objects: dict) -> list[str]:
-        shapes = shapes_from_canvas({"objects": list(objects)}, SAME_SIZE)
-        return [str(error) for error in workspace.sync(shapes, tiny_engine, embedding, (scene.shape[1], scene.shape[0]))]
-
-    return workspace, send
 
 
 ADD = _stroke([(150.0, 150.0), (400.0, 150.0)], 8)
