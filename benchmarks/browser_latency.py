@@ -7,14 +7,17 @@ prompt path costs what it costs with vit_b), uploads a generated image, drags
 five boxes with the mouse and times, in the browser's own clock, from the
 mouse-up to the new result image decoded. ``--model vit_t`` (or vit_b, …)
 serves a full-size model instead, to see what a deployment holds in memory.
+``--zoom 1 4`` also times each size zoomed in 4× (the page's Zoom step), the
+boxes drawn inside the view.
 
-    python benchmarks/browser_latency.py [--model tiny|vit_b|vit_l|vit_h|vit_t]
+    python benchmarks/browser_latency.py [--model tiny|vit_b|vit_l|vit_h|vit_t] [--zoom 1 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import statistics
 import sys
@@ -72,7 +75,7 @@ def _aspect(page: Page) -> float:
     return box["width"] / box["height"] if box else 0.0
 
 
-def _latencies(page: Page, width: int, height: int) -> list[float]:
+def _latencies(page: Page, width: int, height: int, zoom: int) -> list[float]:
     upload(page, f"scene-{width}x{height}.jpg", _scene_jpeg(width, height))
     # The sample shown before the upload is 3:2 and the scene 4:3: wait for the scene's canvas, however long the encode.
     deadline = time.monotonic() + 300
@@ -81,10 +84,14 @@ def _latencies(page: Page, width: int, height: int) -> list[float]:
             raise TimeoutError("the uploaded image never reached the canvas")
         time.sleep(0.2)
     wait_for_canvas(page, settle=2.0, timeout=120)
+    if zoom > 1:  # around the image's centre: the boxes, scaled down by the zoom, land inside the view
+        page.get_by_role("radio", name=f"{zoom}×", exact=True).click()
+        page.get_by_text(f"Result · {zoom}×").wait_for(timeout=60_000)
+        wait_for_canvas(page, settle=2.0, timeout=120)
     results = []
     for i, (x0, y0, x1, y1) in enumerate(boxes(width, height)):
         page.evaluate(_ARM)
-        draw_box(page, (x0, y0), (x1, y1), image_size=(width, height))
+        draw_box(page, (x0 / zoom, y0 / zoom), (x1 / zoom, y1 / zoom), image_size=(width / zoom, height / zoom))
         shown = page.evaluate("window.__shown")
         results.append(shown - page.evaluate("window.__mouseUp"))
         wait_for_objects(page, i + 1)
@@ -100,6 +107,7 @@ def _peak_rss_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", choices=["tiny", *ARCHITECTURES], help="random weights of this model")
+    parser.add_argument("--zoom", type=int, nargs="+", default=[1], help="zoom steps to time each size at (1, 2, 4, …)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / f"{args.model}.pth"
@@ -112,11 +120,12 @@ def main() -> None:
         with serve_app(env, Path(tmp) / "streamlit.log") as served, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             summary: dict[str, object] = {"model": args.model}
-            for name, (width, height) in FULL_SIZES.items():
+            for (name, (width, height)), zoom in itertools.product(FULL_SIZES.items(), args.zoom):
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.goto(served.url)
-                runs = _latencies(page, width, height)
+                runs = _latencies(page, width, height, zoom)
                 page.close()
+                name = name if zoom == 1 else f"{name}_zoom{zoom}"
                 print(f"{name}: " + ", ".join(f"{ms:.0f}" for ms in runs) + " ms", file=sys.stderr)
                 summary[f"mouseup_to_outline_ms_{name}"] = {
                     "median": round(statistics.median(runs)),
