@@ -91,4 +91,7 @@ class View:
 
     def label(self) -> str:
         """The zoom as an analyst reads it: "whole image" or "4×"."""
-        return "whole image" if self.is_whole else f"{self.zoom:.3g}×"
+        if self.is_whole:
+            return "whole image"
+        # A step rounded to whole pixels (4000 / 1000, 451 / 113) reads as the step chosen.
+        return f"{round(self.zoom)}×" if abs(self.zoom - round(self.zoom)) < 0.02 * self.zoom else f"{self.zoom:.3g}×"

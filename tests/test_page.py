@@ -414,3 +414,48 @@ def test_a_cancelled_segment_everything_adds_nothing(app):
         run.future.result(timeout=60)  # the run, once started, stopped before its first batch
     app.run()
     assert app.session_state["samdash"].workspace.segments == [segment] and app.session_state["samdash"].everything is None
+
+
+def test_zooming_moves_the_drawings_keeps_the_objects_and_maps_new_points_into_the_view(tiny_page_env):
+    from samdash.canvas import INCLUDE_COLOR
+    from tests.page_driver import circle
+
+    at = open_app()
+    draw(at, RECT)
+    workspace = at.session_state["samdash"].workspace
+    [segment] = workspace.segments
+    state = segment.state
+    at.button_group(key="zoom").set_value("4×").run()
+    assert not at.exception
+    image_hash, view = at.session_state["samdash-view"]
+    assert view.zoom == pytest.approx(4, rel=0.02) and image_hash == workspace.image_hash
+    assert any(m.value.startswith("**Result** · 4×") for m in at.markdown)
+    [moved] = workspace.drawing["objects"]
+    size = view.canvas_size(560, 720)
+    # The box, 240 image px wide (120 canvas px at the whole view's scale of 0.5), at the view's scale.
+    assert moved["width"] == pytest.approx(RECT["width"] / 0.5 * size[0] / view.width)
+    assert segment.state is state  # moved, not segmented again
+    # The canvas remounted for the view reports its drawings and a point drawn at this zoom.
+    fit = {"naturalWidth": size[0], "naturalHeight": size[1], "scaleX": 1, "scaleY": 1, "offsetX": 0, "offsetY": 0}
+    at.session_state[workspace.canvas_key] = {"drawing": {"raw": {"objects": [moved, circle(100, 80, INCLUDE_COLOR)]},
+                                                         "data": None}, "backgroundFit": fit}
+    at.run()
+    assert not at.exception and workspace.segments == [segment]
+    expected = (view.x + 100 * view.width / size[0], view.y + 80 * view.height / size[1])
+    assert segment.prompt.points.tolist()[-1] == pytest.approx(expected, abs=0.01)
+    at.button_group(key="zoom").set_value("Whole image").run()
+    assert at.session_state["samdash-view"][1].is_whole and len(workspace.drawing["objects"]) == 2
+
+
+def test_brush_mode_offers_a_width_and_a_stroke_needs_an_object(tiny_page_env):
+    from samdash.canvas import BRUSH_COLOR
+
+    at = open_app()
+    at.segmented_control(key="mode").set_value("Brush").run()
+    assert at.slider(key="brush-px").value == 16
+    stroke = {"type": "path", "path": [["M", 50, 50], ["L", 120, 60]], "left": 42, "top": 42, "width": 70,
+              "height": 10, "strokeWidth": 16, "stroke": BRUSH_COLOR}
+    draw(at, stroke)
+    assert any("The brush paints on the selected object" in e.value for e in at.error)
+    draw(at, stroke, RECT)
+    assert len(at.session_state["samdash"].workspace.segments) == 1
