@@ -103,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--val", type=float, default=0.0, help="yolo: share of images in a validation split (0: no split)")
     export.add_argument("--seed", type=int, default=0, help="yolo: the split's random seed")
 
+    serve = commands.add_parser("serve", help="run the image encoder as the samdash-encoder Ray Serve application")
+    serve.add_argument("--address", default=None, help="join this Ray cluster (e.g. auto, or ray://head:10001); default: start one here")
+    serve.add_argument("--model", choices=sorted(CATALOGUE), default=None, help=f"SAM model (default {DEFAULT_MODEL}, or as the checkpoint says)")
+    serve.add_argument("--checkpoint", type=Path, help="a checkpoint file: the same one the page loads")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    serve.add_argument("--replicas", type=int, default=1, help="replicas of the encoder, each with its own model")
+    serve.add_argument("--cpus-per-replica", type=float, default=1.0)
+    serve.add_argument("--gpus-per-replica", type=float, default=0.0)
+
     download = commands.add_parser("download", help="download an official SAM checkpoint")
     download.add_argument("--model", choices=sorted(CATALOGUE), default=DEFAULT_MODEL)
     return parser
@@ -296,6 +305,27 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if report.skipped else 0
 
 
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from samdash.ray_encoder import APP_NAME, ray_modules, serve_encoder  # noqa: PLC0415 - Ray is optional
+
+    ray, serve = ray_modules()
+    settings = _settings(args)
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        ray.init(include_dashboard=False)
+    serve_encoder(args.model or settings.model_type, settings.checkpoint, args.device, args.replicas,
+                  args.cpus_per_replica, args.gpus_per_replica)
+    print(f"{APP_NAME} is running ({args.replicas} replica(s)); pages reach it with SAMDASH_ENCODER=ray and "
+          f"SAMDASH_RAY_ADDRESS={args.address or 'auto'}. Ctrl-C stops it.", file=out, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.delete(APP_NAME)
+    return 0
+
+
 def _projects(out: TextIO) -> int:
     store = Store(Settings.from_env().data_dir)
     for project in store.projects():
@@ -315,6 +345,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
             return _export(args, out, err)
         if args.command == "import":
             return _import(args, out, err)
+        if args.command == "serve":
+            return _serve(args, out)
         return _segment(args, out, err) if args.command == "segment" else _download(args, out, err)
     except SamdashError as exc:
         print(f"samdash: error: {exc}", file=err)

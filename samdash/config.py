@@ -57,6 +57,12 @@ class Settings:
     embedding_disk_mb: int = 2048
     # Server-side folders a project may be created from; none by default.
     image_roots: tuple[Path, ...] = ()
+    # Where images are encoded: "local", or "ray" (the samdash-encoder Ray Serve application at ray_address).
+    encoder: str = "local"
+    ray_address: str = "auto"
+    # When the Ray encoder cannot answer: encode here ("local") or say so ("none").
+    encoder_fallback: str = "none"
+    encoder_timeout_s: int = 120
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -72,4 +78,8 @@ class Settings:
             data_dir=_env_path("SAMDASH_DATA_DIR") or default_data_dir(),
             embedding_disk_mb=_env_int("SAMDASH_EMBEDDING_DISK_MB", 2048),
             image_roots=_env_paths("SAMDASH_IMAGE_ROOTS"),
+            encoder=os.environ.get("SAMDASH_ENCODER", "").strip().lower() or "local",
+            ray_address=os.environ.get("SAMDASH_RAY_ADDRESS", "").strip() or "auto",
+            encoder_fallback=os.environ.get("SAMDASH_ENCODER_FALLBACK", "").strip().lower() or "none",
+            encoder_timeout_s=_env_int("SAMDASH_ENCODER_TIMEOUT_S", 120),
         )

@@ -31,3 +31,7 @@ class Cancelled(SamdashError):
 
 class FolderError(SamdashError):
     """A server folder that may not be browsed (outside SAMDASH_IMAGE_ROOTS) or cannot be read."""
+
+
+class EncoderError(SamdashError):
+    """The remote image encoder could not answer: unreachable, timed out, or it refused the request."""

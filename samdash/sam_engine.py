@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -14,9 +15,18 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from samdash.embedding_disk import DiskEmbeddings
 from samdash.engine import Candidates, Embedding, EmbeddingCache, MaskGeometry
+from samdash.errors import EncoderError
 from samdash.prompts import Prompt
 
 ImageEncoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class RemoteEncoder(Protocol):
+    """An image encoder elsewhere (``samdash.ray_encoder``): the image resized by SAM's transform in, features out."""
+
+    where: str
+
+    def encode(self, resized: np.ndarray) -> tuple[np.ndarray, float]: ...
 
 
 class SamEngine:
@@ -38,6 +48,8 @@ class SamEngine:
         encoder: ImageEncoder | None = None,
         cache_id: str | None = None,
         disk: DiskEmbeddings | None = None,
+        remote: RemoteEncoder | None = None,
+        fallback_local: bool = False,
     ) -> None:
         self.model = model
         self.name = name
@@ -46,6 +58,10 @@ class SamEngine:
         self.disk = disk
         self.encoder_calls = 0
         self._encoder = encoder or model.image_encoder
+        # Images go to ``remote`` when given; when it fails, they are encoded here only if ``fallback_local``.
+        self.remote = remote
+        self.fallback_local = fallback_local
+        self.remote_problem: str | None = None  # the last remote failure that a local encode stood in for
         self._transform = ResizeLongestSide(model.image_encoder.img_size)
         self._device = next(model.parameters()).device
         # One encode at a time: two at once would double the peak memory and share the same cores anyway.
@@ -68,14 +84,16 @@ class SamEngine:
         with self._encode_lock:
             start = time.perf_counter()
             resized = self._transform.apply_image(np.ascontiguousarray(image))
-            tensor = torch.as_tensor(resized, device=self._device).permute(2, 0, 1).contiguous()[None]
-            features = self._encoder(self.model.preprocess(tensor))
-            self.encoder_calls += 1
+            features = self._remote_features(resized) if self.remote is not None else None
+            if features is None:
+                tensor = torch.as_tensor(resized, device=self._device).permute(2, 0, 1).contiguous()[None]
+                features = self._encoder(self.model.preprocess(tensor))
+                self.encoder_calls += 1
             seconds = time.perf_counter() - start
         embedding = Embedding(
             key=key,
             original_size=tuple(image.shape[:2]),
-            input_size=tuple(tensor.shape[-2:]),
+            input_size=tuple(resized.shape[:2]),
             features=features,
             nbytes=features.element_size() * features.nelement(),
             encode_seconds=seconds,
@@ -83,6 +101,18 @@ class SamEngine:
         if self.disk is not None:
             self.disk.save(replace(embedding, features=features.cpu().numpy()))
         return embedding
+
+    def _remote_features(self, resized: np.ndarray) -> torch.Tensor | None:
+        """The remote encoder's features; None when it failed and a local encode stands in."""
+        try:
+            features, _ = self.remote.encode(resized)
+        except EncoderError as exc:
+            if not self.fallback_local:
+                raise
+            self.remote_problem = f"{exc}; images are encoded here meanwhile"
+            return None
+        self.remote_problem = None
+        return torch.from_numpy(features).to(self._device)
 
     @torch.inference_mode()
     def predict(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Candidates:

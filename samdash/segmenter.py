@@ -7,6 +7,7 @@ from samdash.backends import make_encoder
 from samdash.config import Settings
 from samdash.embedding_disk import DiskEmbeddings
 from samdash.engine import EmbeddingCache
+from samdash.errors import EncoderError
 from samdash.sam_engine import SamEngine
 from samdash.models import load_model, select_device
 
@@ -18,7 +19,17 @@ def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache
     loaded = load_model(model_type, settings, device)
     checkpoint = loaded.checkpoint.resolve()
     stat = checkpoint.stat()
-    return SamEngine(
+    remote, problem = None, None
+    if settings.encoder == "ray":
+        from samdash.ray_encoder import RayEncoder, weights_fingerprint  # noqa: PLC0415 - Ray is optional
+
+        try:
+            remote = RayEncoder(settings.ray_address, settings.encoder_timeout_s, weights_fingerprint(loaded.model))
+        except EncoderError as exc:
+            if settings.encoder_fallback != "local":
+                raise
+            problem = f"{exc}; images are encoded here"
+    engine = SamEngine(
         loaded.model,
         name=loaded.name,
         cache=cache,
@@ -26,4 +37,8 @@ def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache
         # A file replaced at the same path is another model: its embeddings on disk must not be taken for this one's.
         cache_id=f"{loaded.model_type}:{checkpoint}:{stat.st_size}:{stat.st_mtime_ns}",
         disk=DiskEmbeddings(settings.data_dir / "embeddings", settings.embedding_disk_mb << 20),
+        remote=remote,
+        fallback_local=settings.encoder_fallback == "local",
     )
+    engine.remote_problem = problem
+    return engine

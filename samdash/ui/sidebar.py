@@ -137,7 +137,20 @@ def model_panel(settings: Settings) -> ModelState:
     if failure is not None:
         st.error(explain(failure, f"loading {checkpoint.name}"), icon="⚠️")
         return _fallback(settings, f"{checkpoint.name} could not be loaded")
+    _encoder_note(engine.result() if engine.done() else None, settings)
     return ModelState(engine, CATALOGUE[model_type].description if model_type in CATALOGUE else checkpoint.name)
+
+
+def _encoder_note(engine: Segmenter | None, settings: Settings) -> None:
+    """Where images are encoded, when not here; and why not there, when the remote encoder failed."""
+    if settings.encoder != "ray":
+        return
+    remote = getattr(engine, "remote", None)
+    problem = getattr(engine, "remote_problem", None)
+    if remote is not None:
+        st.caption(f"Images are encoded on {remote.where}; prompts are decoded here.")
+    if problem:
+        st.warning(problem, icon=":material/cloud_off:")
 
 
 def display_panel() -> DisplayOptions:
