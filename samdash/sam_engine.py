@@ -112,7 +112,7 @@ class SamEngine:
             self.remote_problem = f"{exc}; images are encoded here meanwhile"
             return None
         self.remote_problem = None
-        return torch.from_numpy(features).to(self._device)
+        return torch.from_numpy(np.array(features)).to(self._device)  # Ray's arrays are read-only views
 
     @torch.inference_mode()
     def predict(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Candidates:
