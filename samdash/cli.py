@@ -7,12 +7,15 @@ and a non-zero exit; in a batch the other images are still processed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
+
+import numpy as np
 
 from samdash.coco_import import import_coco
 from samdash.config import Settings
@@ -85,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         help="also save the images and their objects into this project (an id or a name; a new name starts one), "
         "to review and refine them in the page",
     )
+    segment.add_argument("--ray", action="store_true", help="segment on Ray Data: an actor pool, a model per actor "
+                         "(on the cluster at SAMDASH_RAY_ADDRESS, or one started here)")
     segment.add_argument("--format", type=_formats, default=["png", "coco"], help=f"comma-separated: {','.join(FORMATS)} (default png,coco)")
 
     commands.add_parser("projects", help="list the projects in SAMDASH_DATA_DIR")
@@ -200,6 +205,76 @@ def _save_to_project(store: Store, project: ProjectInfo, path: Path, image: Load
     store.save_workspace(workspace, saved)
 
 
+@dataclass
+class _Outcome:
+    """What segmenting one image gave: its objects and the files written, or why it failed."""
+
+    path: Path
+    segments: list[Segment]
+    written: int
+    seconds: float
+    error: str | None = None
+
+
+def _segment_one(segmenter: Segmenter, path: Path, args: argparse.Namespace, max_pixels: int, err: TextIO) -> _Outcome:
+    start = time.perf_counter()
+    try:
+        image = load_image_file(path, max_pixels=max_pixels)
+        embedding = segmenter.embed(image.rgb, image.content_hash)
+        segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
+        if args.everything:
+            params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
+            segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1, err)
+        written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem) if args.out else []
+    except SamdashError as exc:
+        return _Outcome(path, [], 0, time.perf_counter() - start, str(exc))
+    return _Outcome(path, segments, len(written), time.perf_counter() - start)
+
+
+class _SegmentWorker:
+    """A Ray Data actor: one segmenter, loaded once, for every image the actor is given.
+
+    It computes with as many threads as the command that started it: PyTorch's sums split over another number of
+    threads round differently in the last bits, and the files written must be those the local command writes.
+    """
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, threads: int) -> None:
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(threads)
+        self.args, self.settings = args, replace(settings, encoder="local")
+        self.segmenter = _open_segmenter(self.settings, args.allow_fallback, sys.stderr)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outcomes = [_segment_one(self.segmenter, Path(p), self.args, self.settings.max_image_pixels, sys.stderr)
+                    for p in batch["path"]]
+        column = np.empty(len(outcomes), dtype=object)
+        column[:] = outcomes
+        return {"outcome": column}
+
+
+def _ray_outcomes(paths: list[Path], args: argparse.Namespace, settings: Settings) -> Iterator[_Outcome]:
+    """The images segmented by an actor pool on Ray Data (the cluster at SAMDASH_RAY_ADDRESS, or one started here),
+    in the folder's order."""
+    from samdash.ray_encoder import start_or_join  # noqa: PLC0415 - Ray is optional
+
+    ray = start_or_join(os.environ.get("SAMDASH_RAY_ADDRESS", "").strip() or None)
+    import ray.data  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    threads = torch.get_num_threads()
+    # An actor reserves the CPUs its threads use, as far as the cluster has them free (an encoder may hold some).
+    cpus = max(1, min(threads, int(ray.available_resources().get("CPU", 1))))
+    actors = max(1, min(len(paths), int(ray.cluster_resources().get("CPU", 1)) // threads))
+    rows = ray.data.from_items([{"path": str(path)} for path in paths]).map_batches(
+        _SegmentWorker, fn_constructor_args=(args, settings, threads), batch_size=1, concurrency=actors, num_cpus=cpus,
+    )
+    for row in rows.iter_rows():
+        yield row["outcome"]
+
+
 def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not (args.box or args.point or args.everything):
         print("samdash: error: give at least one --box, --point, or --everything", file=err)
@@ -210,34 +285,34 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = _settings(args)
     store = Store(settings.data_dir) if args.project else None
     project = _project(store, args.project) if store is not None else None
-    segmenter = _open_segmenter(settings, args.allow_fallback, err)
     paths = _image_paths(args.images)
     if not paths:
         print("samdash: error: no images found in " + ", ".join(str(p) for p in args.images), file=err)
         return 2
+    if args.ray:
+        outcomes, name = _ray_outcomes(paths, args, settings), "an actor pool on Ray Data"
+    else:
+        segmenter = _open_segmenter(settings, args.allow_fallback, err)
+        outcomes = (_segment_one(segmenter, path, args, settings.max_image_pixels, err) for path in paths)
+        name = segmenter.name
     failures: list[str] = []
     batch_start = time.perf_counter()
-    for number, path in enumerate(paths, start=1):
-        start = time.perf_counter()
-        try:
-            image = load_image_file(path, max_pixels=settings.max_image_pixels)
-            embedding = segmenter.embed(image.rgb, image.content_hash)
-            segments = _prompted_segments(segmenter, image, embedding, args.box, args.point)
-            if args.everything:
-                params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
-                segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1, err)
-            written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem) if args.out else []
-            if project is not None:
-                _save_to_project(store, project, path, image, segments)
-        except SamdashError as exc:
+    for number, outcome in enumerate(outcomes, start=1):
+        path = outcome.path
+        if outcome.error is None and project is not None:
+            try:
+                _save_to_project(store, project, path, load_image_file(path, max_pixels=settings.max_image_pixels), outcome.segments)
+            except SamdashError as exc:
+                outcome.error = str(exc)
+        if outcome.error is not None:
             failures.append(path.name)
-            print(f"samdash: error: {path}: {exc}", file=err)
+            print(f"samdash: error: {path}: {outcome.error}", file=err)
             continue
-        elapsed = time.perf_counter() - start
-        print(f"[{number}/{len(paths)}] {path.name}: {len(segments)} objects, {len(written)} files, {elapsed:.1f} s", file=out)
+        print(f"[{number}/{len(paths)}] {path.name}: {len(outcome.segments)} objects, {outcome.written} files, "
+              f"{outcome.seconds:.1f} s", file=out)
     total = time.perf_counter() - batch_start
     done = len(paths) - len(failures)
-    summary = f"{done} of {len(paths)} images segmented in {total:.1f} s with {segmenter.name}"
+    summary = f"{done} of {len(paths)} images segmented in {total:.1f} s with {name}"
     if args.out:
         summary += f"; outputs in {args.out}"
     if project is not None:
@@ -306,14 +381,11 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    from samdash.ray_encoder import APP_NAME, ray_modules, serve_encoder  # noqa: PLC0415 - Ray is optional
+    from samdash.ray_encoder import APP_NAME, ray_modules, serve_encoder, start_or_join  # noqa: PLC0415 - optional
 
-    ray, serve = ray_modules()
+    _, serve = ray_modules()
     settings = _settings(args)
-    if args.address:
-        ray.init(address=args.address)
-    else:
-        ray.init(include_dashboard=False)
+    start_or_join(args.address)
     serve_encoder(args.model or settings.model_type, settings.checkpoint, args.device, args.replicas,
                   args.cpus_per_replica, args.gpus_per_replica)
     print(f"{APP_NAME} is running ({args.replicas} replica(s)); pages reach it with SAMDASH_ENCODER=ray and "

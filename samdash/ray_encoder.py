@@ -40,6 +40,17 @@ def ray_modules() -> tuple[Any, Any]:
     return ray, serve
 
 
+def start_or_join(address: str | None) -> Any:
+    """Join the Ray cluster at ``address``, or start one on this machine when none is given; ``ray``."""
+    ray, _ = ray_modules()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(include_dashboard=False)
+    return ray
+
+
 def weights_fingerprint(model: Sam) -> str:
     """A digest of the image encoder's weights (names, shapes, leading values): an embedding is only of use to a
     decoder of the same model, so the page checks the replicas' model against its own before sending anything."""

@@ -126,3 +126,29 @@ def test_without_ray_installed_the_message_says_what_to_install(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "ray", None)  # what Python does for a package that is not there
     with pytest.raises(SamdashError, match=r"pip install -r requirements-ray.txt"):
         sam_engine(None, _settings(tmp_path, tiny_checkpoint, encoder="ray"), EmbeddingCache(1 << 20))
+
+
+def test_the_ray_data_cli_writes_byte_identical_files_to_the_local_cli(cluster, tmp_path, monkeypatch):
+    import cv2
+
+    from tests.test_cli import _run
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        image = rng.integers(90, 140, size=(240, 320, 3), dtype=np.uint8)
+        cv2.circle(image, (90 + 20 * i, 120), 50, (40, 40, 220), -1)
+        cv2.imwrite(str(folder / f"photo{i}.png"), image)
+    monkeypatch.setenv("SAMDASH_DATA_DIR", str(tmp_path / "data"))
+    outputs = {}
+    for how in ("local", "ray"):
+        extra = ["--ray"] if how == "ray" else []
+        code, out, err = _run("segment", str(folder), "--checkpoint", str(cluster), "--device", "cpu", "--box",
+                              "40,60,170,180", "--point", "90,110", "--out", str(tmp_path / how),
+                              "--format", "coco,yolo,png,cutout,overlay", *extra)
+        assert code == 0, err
+        assert "6 of 6 images segmented" in out and [f"[{i + 1}/6] photo{i}.png" in out for i in range(6)] == [True] * 6
+        outputs[how] = {p.relative_to(tmp_path / how): p.read_bytes() for p in (tmp_path / how).rglob("*") if p.is_file()}
+    assert "with an actor pool on Ray Data" in out
+    assert len(outputs["local"]) == 6 * 7 and outputs["ray"] == outputs["local"]
