@@ -31,16 +31,20 @@ ALL_FORMATS_TWO_OBJECTS = [
 ]
 
 
+def write_photos(folder: Path, count: int, name: str = "img", seed: int = 0) -> Path:
+    """``count`` 320×240 PNGs of a dark disc on noise, the disc a little further right in each."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image = rng.integers(90, 140, size=(240, 320, 3), dtype=np.uint8)
+        cv2.circle(image, (100 + 30 * i if count <= 3 else 90 + 20 * i, 120), 50, (40, 40, 220), -1)
+        cv2.imwrite(str(folder / f"{name}{i}.png"), image)
+    return folder
+
+
 @pytest.fixture
 def images(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        image = rng.integers(90, 140, size=(240, 320, 3), dtype=np.uint8)
-        cv2.circle(image, (100 + 30 * i, 120), 50, (40, 40, 220), -1)
-        cv2.imwrite(str(folder / f"img{i}.png"), image)
-    return folder
+    return write_photos(tmp_path / "images", 3)
 
 
 def _run(*argv: str) -> tuple[int, str, str]:

@@ -129,17 +129,9 @@ def test_without_ray_installed_the_message_says_what_to_install(monkeypatch, tmp
 
 
 def test_the_ray_data_cli_writes_byte_identical_files_to_the_local_cli(cluster, tmp_path, monkeypatch):
-    import cv2
+    from tests.test_cli import _run, write_photos
 
-    from tests.test_cli import _run
-
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(6):
-        image = rng.integers(90, 140, size=(240, 320, 3), dtype=np.uint8)
-        cv2.circle(image, (90 + 20 * i, 120), 50, (40, 40, 220), -1)
-        cv2.imwrite(str(folder / f"photo{i}.png"), image)
+    folder = write_photos(tmp_path / "photos", 6, name="photo", seed=3)
     monkeypatch.setenv("SAMDASH_DATA_DIR", str(tmp_path / "data"))
     outputs = {}
     for how in ("local", "ray"):
