@@ -86,6 +86,12 @@ class Shape:
         """Boxes, regions and polygons start a new object; points and brush strokes change the current one."""
         return self.kind in ("box", "freehand", "outline")
 
+    def same_as(self, other: "Shape", tolerance_px: float = 1.0) -> bool:
+        """The same drawing, however the browser wrote it (another zoom, another tab): same kind and label, the
+        same image points within ``tolerance_px``."""
+        return (self.kind == other.kind and self.label == other.label and self.points.shape == other.points.shape
+                and bool(np.allclose(self.points, other.points, atol=tolerance_px)))
+
     def stroke(self) -> Stroke:
         return Stroke(self.points, self.width, erase=self.label == EXCLUDE)
 

@@ -256,7 +256,7 @@ class _SegmentWorker:
 def _ray_outcomes(paths: list[Path], args: argparse.Namespace, settings: Settings) -> Iterator[_Outcome]:
     """The images segmented by an actor pool on Ray Data (the cluster at SAMDASH_RAY_ADDRESS, or one started here),
     in the folder's order."""
-    from samdash.ray_encoder import start_or_join  # noqa: PLC0415 - Ray is optional
+    from samdash.ray_encoder import error_line, start_or_join  # noqa: PLC0415 - Ray is optional
 
     ray = start_or_join(os.environ.get("SAMDASH_RAY_ADDRESS", "").strip() or None)
     import ray.data  # noqa: PLC0415
@@ -271,8 +271,13 @@ def _ray_outcomes(paths: list[Path], args: argparse.Namespace, settings: Setting
     rows = ray.data.from_items([{"path": str(path)} for path in paths]).map_batches(
         _SegmentWorker, fn_constructor_args=(args, settings, threads), batch_size=1, concurrency=actors, num_cpus=cpus,
     )
-    for row in rows.iter_rows():
-        yield row["outcome"]
+    try:
+        for row in rows.iter_rows():
+            yield row["outcome"]
+    except SamdashError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an actor that could not start (a broken checkpoint) and the like
+        raise SamdashError(f"segment --ray failed on the cluster: {error_line(exc)}") from exc
 
 
 def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -117,8 +117,11 @@ class Workspace:
     _taken_back: dict[Hashable, list[int]] = field(default_factory=dict, repr=False)
     # Objects whose making drawing was taken back, by that drawing's key: a redo brings them back.
     _dropped: dict[Hashable, list[Segment]] = field(default_factory=dict, repr=False)
-    # Set when the canvas is remounted at another zoom: its first report gives the drawings' Fabric objects anew.
-    _moved: bool = field(default=False, repr=False)
+    # The view ``drawing`` was laid out for (None: as saved, whatever view that was): the page lays it out again
+    # for the view it shows before the canvas mounts.
+    drawing_view: object = field(default=None, repr=False)
+    # Drawings to show on the next canvas that are not applied yet (made in a tab whose image another one saved).
+    carried: list[Shape] = field(default_factory=list, repr=False)
 
     @classmethod
     def restored(
@@ -159,13 +162,22 @@ class Workspace:
         self.applied = [entry for entry in self.applied if entry.segment_id != segment_id]
         self._redraw()
 
-    def move_drawings(self, fit: BackgroundFit) -> None:
-        """Remount the canvas at another zoom or place, its drawings where their image points now lie."""
-        self.drawing = {"objects": [placed(entry.shape, fit) for entry in self.applied]} if self.applied else None
+    def move_drawings(self, fit: BackgroundFit, view: object) -> None:
+        """Remount the canvas for ``view`` (fitted by ``fit``), its drawings where their image points now lie.
+
+        The browser writes the moved drawings back in its own way; :meth:`sync` knows them by their image points.
+        """
+        # Each drawing takes its new Fabric object (and with it a new key) at once: a drawing made in the new view
+        # that happens to equal an old one's object is not taken for it.
+        self.applied = [replace(entry, shape=replace(entry.shape, raw=placed(entry.shape, fit)))
+                        for entry in self.applied if self.segment(entry.segment_id) is not None]
+        objects = [entry.shape.raw for entry in self.applied] + [placed(shape, fit) for shape in self.carried]
+        self.drawing = {"objects": objects} if objects else None
+        self.carried = []
+        self.drawing_view = view
         self._taken_back.clear()
         self._dropped.clear()
         self.generation += 1
-        self._moved = True
 
     def clear(self) -> None:
         self.segments = []
@@ -182,8 +194,6 @@ class Workspace:
         taken as an edit: its object is rebuilt with the new one in its place.
         """
         ctx = _Context(segmenter, embedding, size)
-        if self._moved:
-            self._adopt(shapes)
         unmatched = Counter(shape.key for shape in shapes)
         gone = []
         for entry in self.applied:
@@ -196,6 +206,7 @@ class Workspace:
             if unmatched[shape.key] > 0:
                 unmatched[shape.key] -= 1
                 new.append(shape)
+        self._same_drawings(gone, new)
         returning = [shape for shape in new if shape.key in self._dropped or shape.key in self._taken_back]
         edit = None
         if len(gone) == 1 and len(new) == 1 and not returning and self._editable(gone[0], new[0], ctx):
@@ -217,16 +228,15 @@ class Workspace:
             self._dropped.clear()
         return ctx.refused
 
-    def _adopt(self, shapes: Sequence[Shape]) -> None:
-        """The remounted canvas's first report: its objects, as the browser wrote them, are the drawings moved there.
-
-        They are taken by position (the canvas keeps the order it was given), keeping the image points they had:
-        a moved drawing is the same drawing, not an edit.
-        """
-        self._moved = False
-        if len(shapes) >= len(self.applied) and all(s.kind == e.shape.kind for s, e in zip(shapes, self.applied)):
-            self.applied = [replace(entry, shape=replace(shape, points=entry.shape.points, width=entry.shape.width))
-                            for shape, entry in zip(shapes, self.applied)]
+    def _same_drawings(self, gone: list[Applied], new: list[Shape]) -> None:
+        """Drawings the browser wrote anew (a canvas remounted at another zoom) are the same drawings: same kind,
+        same image points within a pixel. They keep their objects and history; only their Fabric objects change."""
+        for entry in list(gone):
+            twin = next((shape for shape in new if shape.same_as(entry.shape)), None)
+            if twin is not None:
+                gone.remove(entry)
+                new.remove(twin)
+                self._swap(entry, replace(entry, shape=replace(twin, points=entry.shape.points, width=entry.shape.width)))
 
     def _editable(self, old: Applied, shape: Shape, ctx: _Context) -> bool:
         """Whether ``shape`` can take ``old``'s place: the same sort, an object to rebuild, a prompt for this image."""

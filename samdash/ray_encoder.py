@@ -121,7 +121,7 @@ class RayEncoder:
             self._handle = serve.get_app_handle(APP_NAME)
             theirs = self._handle.fingerprint.remote().result(timeout_s=timeout_s)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean the same to the analyst
-            raise EncoderError(f"the image encoder at {self.where} cannot be reached: {_reason(exc)}") from exc
+            raise EncoderError(f"the image encoder at {self.where} cannot be reached: {error_line(exc)}") from exc
         if theirs != fingerprint:
             raise EncoderError(f"the image encoder at {self.where} runs other weights than this server's model "
                                "(start it with the same checkpoint)")
@@ -131,24 +131,30 @@ class RayEncoder:
         ray, serve = ray_modules()
         last: Exception | None = None
         for _ in range(2):  # a replica that died mid-request: once more, on another one
-            if APP_NAME not in serve.status().applications:
-                raise EncoderError(f"the image encoder is not running: no {APP_NAME} application at {self.where}")
             try:
-                answer = self._handle.remote({"image": resized}).result(timeout_s=self.timeout_s)
+                running = APP_NAME in serve.status().applications
+            except Exception as exc:  # noqa: BLE001 - the cluster itself is gone
+                raise EncoderError(f"the Ray cluster of {self.where} cannot be reached: {error_line(exc)}") from exc
+            if not running:
+                raise EncoderError(f"the image encoder is not running: no {APP_NAME} application at {self.where}")
+            response = self._handle.remote({"image": resized})
+            try:
+                answer = response.result(timeout_s=self.timeout_s)
                 return answer["features"], float(answer["seconds"])
             except TimeoutError as exc:
+                response.cancel()  # not left queued in front of the next image
                 raise EncoderError(f"the image encoder at {self.where} did not answer within {self.timeout_s:g} s") from exc
             except ValueError as exc:  # the replica refused the request; retrying changes nothing
-                raise EncoderError(f"the image encoder refused the image: {_reason(exc)}") from exc
+                raise EncoderError(f"the image encoder refused the image: {error_line(exc)}") from exc
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
                 last = exc
                 self.retries += 1
             except Exception as exc:  # noqa: BLE001
-                raise EncoderError(f"the image encoder at {self.where} failed: {_reason(exc)}") from exc
-        raise EncoderError(f"the image encoder's replicas died twice during the request: {_reason(last)}")
+                raise EncoderError(f"the image encoder at {self.where} failed: {error_line(exc)}") from exc
+        raise EncoderError(f"the image encoder's replicas died twice during the request: {error_line(last)}")
 
 
-def _reason(exc: BaseException | None) -> str:
+def error_line(exc: BaseException | None) -> str:
     """The last line of what went wrong, without Ray's traceback or the exception's class name."""
     text = str(exc).strip().splitlines()
     line = next((line for line in reversed(text) if line.strip() and not line.startswith(" ")), type(exc).__name__)

@@ -7,7 +7,7 @@ from samdash.backends import make_encoder
 from samdash.config import Settings
 from samdash.embedding_disk import DiskEmbeddings
 from samdash.engine import EmbeddingCache
-from samdash.errors import EncoderError
+from samdash.errors import SamdashError
 from samdash.sam_engine import SamEngine
 from samdash.models import load_model, select_device
 
@@ -25,7 +25,7 @@ def sam_engine(model_type: str | None, settings: Settings, cache: EmbeddingCache
 
         try:
             remote = RayEncoder(settings.ray_address, settings.encoder_timeout_s, weights_fingerprint(loaded.model))
-        except EncoderError as exc:
+        except SamdashError as exc:  # unreachable, other weights, or Ray not installed
             if settings.encoder_fallback != "local":
                 raise
             problem = f"{exc}; images are encoded here"

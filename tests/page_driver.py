@@ -34,7 +34,9 @@ def open_app(query: dict[str, str] | None = None) -> AppTest:
 def settle(at: AppTest) -> None:
     """Once the model has loaded and the image is encoded, run the page again, as the browser does on its own."""
     assert not at.exception
-    if at.session_state["samdash"].held_model is not None:  # the canvas reports how it fits, and the model loads
+    for _ in range(2):  # the canvas reports how it fits, and the model loads (a canvas laid out anew reports again)
+        if at.session_state["samdash"].held_model is None:
+            break
         workspace = at.session_state["samdash"].workspace
         at.session_state[workspace.canvas_key] = canvas_state()
         at.run()

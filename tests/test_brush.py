@@ -93,22 +93,43 @@ def test_strokes_are_saved_with_the_object_and_read_back_exactly(canvas):
     assert b'"format":2' in state_to_bytes(segment.saved()) and b'"format":3' in blob
 
 
+def _as_the_browser_writes(obj: dict) -> dict:
+    """Fabric writes numbers to 2 decimals and adds fields of its own: another object, the same drawing."""
+    def rounded(value):
+        if isinstance(value, float):
+            return round(value, 2)
+        if isinstance(value, list):
+            return [rounded(v) for v in value]
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        return value
+
+    return rounded(obj) | {"version": "5.3.0", "opacity": 1}
+
+
 def test_drawings_moved_to_a_zoomed_canvas_are_kept_not_redone(canvas, tiny_engine):
     workspace, send = canvas
     send(A, ADD, P)
     [segment] = workspace.segments
     state, generation = segment.state, workspace.generation
     zoomed = BackgroundFit(4.0, 4.0, 0.0, 0.0, 100.0, 80.0)
-    workspace.move_drawings(zoomed)
-    assert workspace.generation == generation + 1
-    moved = workspace.drawing["objects"]
-    # The browser sends the moved drawings back (here as given), then a new point drawn at this zoom.
-    shapes = shapes_from_canvas({"objects": [*moved, P]}, zoomed)
-    workspace.sync(shapes, tiny_engine, tiny_engine.embed(np.zeros((8, 8, 3), np.uint8), "unused"), (640, 480))
+    workspace.move_drawings(zoomed, "4x")
+    assert workspace.generation == generation + 1 and workspace.drawing_view == "4x"
+    moved = [_as_the_browser_writes(obj) for obj in workspace.drawing["objects"]]
+    # The browser sends the moved drawings back as it writes them, in another order, with a new point drawn at
+    # this zoom among them.
+    shapes = shapes_from_canvas({"objects": [moved[2], P, moved[0], moved[1]]}, zoomed)
+    embedding = tiny_engine.embed(np.zeros((8, 8, 3), np.uint8), "unused")
+    workspace.sync(shapes, tiny_engine, embedding, (640, 480))
     assert workspace.segments == [segment] and segment.state is not state
-    assert len(workspace.applied) == 4 and [e.shape.kind for e in workspace.applied] == ["box", "stroke", "point", "point"]
+    assert [e.shape.kind for e in workspace.applied] == ["box", "stroke", "point", "point"]
+    assert [e.before is None for e in workspace.applied] == [True, False, False, False]  # the same history
     np.testing.assert_allclose(workspace.applied[-1].shape.points, [[100 + 220 / 4, 80 + 200 / 4]])
     assert segment.prompt.points.tolist()[-1] == pytest.approx([155.0, 130.0])
+    # From now on the browser's own objects are the drawings' keys: the same report again changes nothing.
+    now = segment.state
+    workspace.sync(shapes, tiny_engine, embedding, (640, 480))
+    assert segment.state is now and len(workspace.applied) == 4
 
 
 def test_strokes_and_polygons_survive_the_store_and_the_canvas_reopens_with_them(tmp_path, tiny_engine, scene):

@@ -15,6 +15,9 @@ from samdash.imaging import LoadedImage, thumbnail_jpeg
 from samdash.render import rgb_to_hex
 from samdash.store import Store
 from samdash.ui.objects import table_edits
+from samdash.canvas import BackgroundFit, shapes_from_canvas
+from samdash.ui.display import MAX_CANVAS_HEIGHT
+from samdash.view import View
 from tests.page_driver import RECT, draw, open_app
 
 
@@ -108,8 +111,18 @@ def test_a_drawing_made_while_another_session_saved_is_kept_on_top(tiny_page_env
     draw(second, other)  # the second tab had not seen the first one's object when it drew its own box
     workspace = second.session_state["samdash"].workspace
     assert len(workspace.segments) == 1  # the first tab's object, as saved
-    assert workspace.drawing == {"objects": [RECT, other]}  # the canvas is remounted with both drawings
-    draw(second, *workspace.drawing["objects"])  # which it sends back once mounted: the box is applied now
+    # The canvas is remounted with both drawings, laid out for the canvas the page draws (560 px wide here) ...
+    image = second.session_state["samdash"].image
+    size = View.whole((image.width, image.height)).canvas_size(560, MAX_CANVAS_HEIGHT)
+    laid_out = {"naturalWidth": size[0], "naturalHeight": size[1], "scaleX": 1, "scaleY": 1, "offsetX": 0, "offsetY": 0}
+    mounted = shapes_from_canvas(workspace.drawing, BackgroundFit.from_result(
+        {"scale_x": size[0] / image.width, "scale_y": size[1] / image.height, "offset_x": 0, "offset_y": 0}))
+    as_drawn = BackgroundFit(0.5 * 451 / image.width, 0.5 * 300 / image.height, 0, 0)  # page_driver's FIT, as the page reads it
+    drawn = shapes_from_canvas({"objects": [RECT, other]}, as_drawn)
+    assert [m.same_as(d) for m, d in zip(mounted, drawn, strict=True)] == [True, True]
+    # ... which it sends back once mounted: the box is applied now.
+    second.session_state[workspace.canvas_key] = {"drawing": {"raw": workspace.drawing, "data": None}, "backgroundFit": laid_out}
+    second.run()
     saved = store.load_workspace(store.images(project)[0])[0]
     assert [s.id for s in saved.segments] == [1, 2]
     assert [s.compact_mask.counts for s in saved.segments] == [s.compact_mask.counts for s in _segments(second)]

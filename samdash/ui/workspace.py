@@ -30,7 +30,6 @@ done, and that run segments whatever was drawn meanwhile (the canvas holds it).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from samdash.canvas import (
     BRUSH_COLOR,
@@ -205,16 +205,18 @@ def _carry_over(replaced: Replaced, view: View) -> None:
     on_canvas = _sent(previous.canvas_key, view)
     if on_canvas is None:
         on_canvas = [entry.shape for entry in previous.applied]
-    known = Counter(entry.key for entry in saved.drawings)
+    known = [entry.shape for entry in saved.drawings]
     new = []
     for shape in on_canvas:
-        if known[shape.key] > 0:
-            known[shape.key] -= 1
+        twin = next((saved_shape for saved_shape in known if saved_shape.same_as(shape)), None)
+        if twin is not None:
+            known.remove(twin)
         else:
             new.append(shape)
-    kept = [entry.shape.raw for entry in workspace.applied] + [shape.raw for shape in new]
-    workspace.drawing = {"objects": kept} if kept else None
-    # A canvas of its own: the one on screen shows the drawings of the replaced objects, not the saved ones.
+    # Laid out, with the saved drawings, for this tab's view before its next canvas mounts (a canvas of its own:
+    # the one on screen shows the drawings of the replaced objects, not the saved ones).
+    workspace.carried = new
+    workspace.drawing_view = None
     workspace.generation = max(workspace.generation, previous.generation) + 1
 
 
@@ -266,6 +268,14 @@ def _result(workspace: Workspace, image: LoadedImage, view: View, display: Displ
     st.image(jpeg_data_url(drawn), width="stretch")
 
 
+def _rerun_area() -> None:
+    """Run the working area again: the fragment alone when it is what runs, else the page it ran with."""
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
+
+
 @st.fragment
 def workspace_area(model: ModelState, display: DisplayOptions) -> None:
     run_began = time.perf_counter()
@@ -309,8 +319,11 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         st.markdown("**Draw your prompt**")
         # The two columns are equally wide: one measure serves both (a second would cost another run to report).
         width = column_width("column_width", 560)
-        if change_view is not None and width is not None:
-            view = show_view(workspace, image, change_view(view, width), width)
+        if width is not None and workspace.drawing_view != view:
+            if workspace.drawing is None and not workspace.carried:
+                workspace.drawing_view = view  # nothing to lay out: the canvas keeps its key
+            else:  # drawings as saved or carried over (at whatever zoom they were drawn), laid out for this view
+                show_view(workspace, image, view, width)
         shapes = _canvas(workspace, image, view, mode, brush_px, width)
         start_held_model(shown=shapes is not None)
         send_drawings_on_release()
@@ -321,10 +334,14 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
                 prompts = [shape for shape in shapes if shape.kind != "view"]
                 for refused in workspace.sync(prompts, segmenter, embedding, (image.width, image.height)):
                     st.error(str(refused), icon="⚠️")
+            # A zoom or pan goes after the drawings sent with it are applied: they move with the view.
+            target = change_view(view, width) if change_view is not None and width is not None else None
             if zoom_to is not None and width is not None:
                 (x0, y0), (x1, y1) = zoom_to.points
-                show_view(workspace, image, view.around((x0, y0, x1, y1), width), width)
-                st.rerun(scope="fragment")
+                target = view.around((x0, y0, x1, y1), width)
+            if target is not None:
+                show_view(workspace, image, target, width)
+                _rerun_area()
     with right, st.container(key="result"):
         st.markdown("**Result**" if view.is_whole else f"**Result** · {view.label()}")
         with reported("drawing the result"):

@@ -46,7 +46,7 @@ def canvas_fit(view: View, width: int) -> BackgroundFit:
 def show_view(workspace: Workspace, image: LoadedImage, view: View, width: int) -> View:
     """Show ``view`` from this run on, the canvas remounted with the drawings moved there."""
     st.session_state[_VIEW] = (image.content_hash, view)
-    workspace.move_drawings(canvas_fit(view, width))
+    workspace.move_drawings(canvas_fit(view, width), view)
     return view
 
 
