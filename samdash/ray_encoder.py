@@ -11,13 +11,16 @@ an error and the replica stays up. Ray is optional: it is imported only here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from samdash.errors import EncoderError, SamdashError
 
 APP_NAME = "samdash-encoder"
 DEPLOYMENT_NAME = "SamEncoder"
+T = TypeVar("T")
 INSTALL_HINT = "Ray is not installed: `pip install -r requirements-ray.txt` (ray[serve])."
 
 
@@ -107,10 +111,24 @@ def serve_encoder(model_type: str | None, checkpoint: Path | None, device: str, 
     return serve.run(app, name=APP_NAME, route_prefix=None)
 
 
+def _off_loop(call: Callable[[], T]) -> T:
+    """``call()``, on a thread of its own when this one runs an asyncio loop (a notebook, some test runners):
+    Ray's blocking calls refuse to run there."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
 class RayEncoder:
     """The client side: sends resized images to the deployment, with a timeout and one retry on a replica that died."""
 
     def __init__(self, address: str, timeout_s: float, fingerprint: str) -> None:
+        _off_loop(lambda: self._connect(address, timeout_s, fingerprint))
+
+    def _connect(self, address: str, timeout_s: float, fingerprint: str) -> None:
         ray, serve = ray_modules()
         self.where = f"Ray Serve ({APP_NAME} at {address})"
         self.timeout_s = timeout_s
@@ -128,6 +146,9 @@ class RayEncoder:
 
     def encode(self, resized: np.ndarray) -> tuple[np.ndarray, float]:
         """The embedding of an image already resized by SAM's transform, and the replica's encode seconds."""
+        return _off_loop(lambda: self._encode(resized))
+
+    def _encode(self, resized: np.ndarray) -> tuple[np.ndarray, float]:
         ray, serve = ray_modules()
         last: Exception | None = None
         for _ in range(2):  # a replica that died mid-request: once more, on another one
