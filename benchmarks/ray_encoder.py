@@ -129,7 +129,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="samdash-ray-bench-") as tmp:
         root = Path(tmp)
         checkpoint = _checkpoint(root, args.model)
-        serve_encoder(None if args.model == "tiny" else args.model, checkpoint, "cpu", 1, 1.0, 0.0)
+        # One replica with both cores, as the local encoder has them (a replica's PyTorch uses as many threads as
+        # CPUs it reserves).
+        serve_encoder(None if args.model == "tiny" else args.model, checkpoint, "cpu", 1, 2.0, 0.0)
         local, remote = _engines(root, checkpoint, args.model)
         summary["single_encode"] = single_encode(local, remote, args.repeats)
         print(f"a. {summary['single_encode']}", flush=True)
