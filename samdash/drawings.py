@@ -20,6 +20,7 @@ from samdash.errors import PromptError
 from samdash.prompts import EXCLUDE, inside
 from samdash.render import Color
 from samdash.segments import Segment, SegmentState
+from samdash.view import View
 
 # What a polygon drawn by hand is known as in place of a model: no engine can take its "logits" back.
 MANUAL_SOURCE = "polygon"
@@ -119,7 +120,7 @@ class Workspace:
     _dropped: dict[Hashable, list[Segment]] = field(default_factory=dict, repr=False)
     # The view ``drawing`` was laid out for (None: as saved, whatever view that was): the page lays it out again
     # for the view it shows before the canvas mounts.
-    drawing_view: object = field(default=None, repr=False)
+    drawing_view: View | None = field(default=None, repr=False)
     # Drawings to show on the next canvas that are not applied yet (made in a tab whose image another one saved).
     carried: list[Shape] = field(default_factory=list, repr=False)
 
@@ -162,7 +163,7 @@ class Workspace:
         self.applied = [entry for entry in self.applied if entry.segment_id != segment_id]
         self._redraw()
 
-    def move_drawings(self, fit: BackgroundFit, view: object) -> None:
+    def move_drawings(self, fit: BackgroundFit, view: View) -> None:
         """Remount the canvas for ``view`` (fitted by ``fit``), its drawings where their image points now lie.
 
         The browser writes the moved drawings back in its own way; :meth:`sync` knows them by their image points.

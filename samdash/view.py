@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from samdash.canvas import BackgroundFit
+
 # Zoom no further than a canvas pixel per this fraction of an image pixel: beyond that nothing more is seen.
 MAX_PX_PER_IMAGE_PX = 8.0
 ZOOM_STEPS = (1, 2, 4, 8, 16, 32)
@@ -70,15 +72,9 @@ class View:
         scale = min(max_width / self.width, max_height / self.height)
         return max(1, round(self.width * scale)), max(1, round(self.height * scale))
 
-    def to_image(self, xy: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray:
-        """Canvas px → image px."""
-        xy = np.asarray(xy, np.float64).reshape(-1, 2)
-        return xy * (self.width / canvas_size[0], self.height / canvas_size[1]) + (self.x, self.y)
-
-    def to_canvas(self, xy: np.ndarray, canvas_size: tuple[int, int]) -> np.ndarray:
-        """Image px → canvas px."""
-        xy = np.asarray(xy, np.float64).reshape(-1, 2)
-        return (xy - (self.x, self.y)) * (canvas_size[0] / self.width, canvas_size[1] / self.height)
+    def fit(self, canvas_size: tuple[int, int]) -> BackgroundFit:
+        """How a canvas of ``canvas_size`` showing this view maps to the image: its background is the view, scaled."""
+        return BackgroundFit(canvas_size[0] / self.width, canvas_size[1] / self.height, 0.0, 0.0, self.x, self.y)
 
     def crop(self, rgb: np.ndarray) -> np.ndarray:
         """This view's pixels of the full-resolution image (a view into it, not a copy)."""

@@ -20,9 +20,9 @@ def test_image_canvas_round_trips_are_exact_and_the_view_stays_inside(zoom, cent
     size = view.canvas_size(600, 720)
     assert size[0] == 600 or size[1] == 720
     points = np.random.default_rng(zoom).uniform((view.x, view.y), (view.x + view.width, view.y + view.height), (50, 2))
-    np.testing.assert_allclose(view.to_image(view.to_canvas(points, size), size), points, atol=1e-9)
+    np.testing.assert_allclose(view.fit(size).to_image(view.fit(size).to_canvas(points)), points, atol=1e-9)
     # The canvas corners are the view's corners.
-    np.testing.assert_allclose(view.to_image([[0, 0], size], size), [[view.x, view.y], [view.x + view.width, view.y + view.height]])
+    np.testing.assert_allclose(view.fit(size).to_image([[0, 0], size]), [[view.x, view.y], [view.x + view.width, view.y + view.height]])
 
 
 def test_a_box_drawn_at_4x_lands_within_a_pixel_of_where_it_was_aimed():
@@ -30,8 +30,8 @@ def test_a_box_drawn_at_4x_lands_within_a_pixel_of_where_it_was_aimed():
     size = view.canvas_size(640, 720)
     target = np.array([[3051.0, 771.0], [3112.0, 829.0]])  # a 61 × 58 px part
     # What the analyst drags on screen: whole canvas pixels, the nearest to the target's corners.
-    drawn = np.round(view.to_canvas(target, size))
-    fit = BackgroundFit(size[0] / view.width, size[1] / view.height, 0.0, 0.0, view.x, view.y)
+    fit = view.fit(size)
+    drawn = np.round(fit.to_canvas(target))
     rect = {"type": "rect", "left": drawn[0, 0], "top": drawn[0, 1], "width": drawn[1, 0] - drawn[0, 0],
             "height": drawn[1, 1] - drawn[0, 1], "strokeWidth": 3}
     (shape,) = shapes_from_canvas({"objects": [rect]}, fit)
@@ -71,7 +71,7 @@ def test_a_drawing_moved_to_another_zoom_reads_back_as_the_same_image_points(kin
     assert shape.kind == kind
     view = whole.at(tuple(shape.points.mean(axis=0)), 8, 640)
     size = view.canvas_size(640, 720)
-    zoomed = BackgroundFit(size[0] / view.width, size[1] / view.height, 0.0, 0.0, view.x, view.y)
+    zoomed = view.fit(size)
     (moved,) = shapes_from_canvas({"objects": [placed(shape, zoomed)]}, zoomed)
     assert moved.kind == kind and moved.label == shape.label
     np.testing.assert_allclose(moved.points, shape.points, atol=1e-6)

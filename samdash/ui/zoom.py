@@ -39,8 +39,7 @@ def current_view(image: LoadedImage) -> View:
 
 def canvas_fit(view: View, width: int) -> BackgroundFit:
     """How the canvas ``width`` px wide fits ``view``: its background is exactly the view, scaled."""
-    size = view.canvas_size(width, MAX_CANVAS_HEIGHT)
-    return BackgroundFit(size[0] / view.width, size[1] / view.height, 0.0, 0.0, view.x, view.y)
+    return view.fit(view.canvas_size(width, MAX_CANVAS_HEIGHT))
 
 
 def show_view(workspace: Workspace, image: LoadedImage, view: View, width: int) -> View:
