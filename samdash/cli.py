@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -245,12 +246,10 @@ class _SegmentWorker:
         self.args, self.settings = args, replace(settings, encoder="local")
         self.segmenter = _open_segmenter(self.settings, args.allow_fallback, sys.stderr)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outcomes = [_segment_one(self.segmenter, Path(p), self.args, self.settings.max_image_pixels, sys.stderr)
-                    for p in batch["path"]]
-        column = np.empty(len(outcomes), dtype=object)
-        column[:] = outcomes
-        return {"outcome": column}
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+        # Pickled here: a column of bytes is one Arrow knows, where Python objects would be tried and refused first.
+        return {"outcome": [pickle.dumps(_segment_one(self.segmenter, Path(p), self.args, self.settings.max_image_pixels, sys.stderr))
+                            for p in batch["path"]]}
 
 
 def _ray_outcomes(paths: list[Path], args: argparse.Namespace, settings: Settings) -> Iterator[_Outcome]:
@@ -273,7 +272,7 @@ def _ray_outcomes(paths: list[Path], args: argparse.Namespace, settings: Setting
     )
     try:
         for row in rows.iter_rows():
-            yield row["outcome"]
+            yield pickle.loads(row["outcome"])
     except SamdashError:
         raise
     except Exception as exc:  # noqa: BLE001 - an actor that could not start (a broken checkpoint) and the like

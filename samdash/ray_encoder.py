@@ -93,7 +93,8 @@ class EncoderReplica:
                              f"longer side is {self.side} px, as SAM's transform does")
         start = time.perf_counter()
         device = next(self.model.parameters()).device
-        tensor = torch.as_tensor(image, device=device).permute(2, 0, 1).contiguous()[None]
+        # Ray hands the array over read-only (from its object store), and PyTorch wants to own what it wraps.
+        tensor = torch.as_tensor(np.require(image, requirements="W"), device=device).permute(2, 0, 1).contiguous()[None]
         features = self.encoder(self.model.preprocess(tensor))
         return {"features": features.cpu().numpy(), "seconds": time.perf_counter() - start}
 
