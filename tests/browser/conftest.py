@@ -77,16 +77,17 @@ def _normal_priority() -> None:
 
 
 @contextmanager
-def serve_app(env_overrides: dict[str, str], log_path: Path, port: int | None = None) -> Iterator[Served]:
-    """``streamlit run`` on a free port of 127.0.0.1, stopped afterwards; projects go into a data directory of
-    its own next to the log unless ``env_overrides`` names one."""
+def serve_app(env_overrides: dict[str, str], log_path: Path, port: int | None = None,
+              script: Path = ROOT / "streamlit_app.py") -> Iterator[Served]:
+    """``streamlit run`` (of the app, or of another ``script``) on a free port of 127.0.0.1, stopped afterwards;
+    projects go into a data directory of its own next to the log unless ``env_overrides`` names one."""
     port = port or _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAMDASH_")}
     env.update({"SAMDASH_DEVICE": "cpu", "SAMDASH_DATA_DIR": str(log_path.parent / "data"), **env_overrides})
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+                sys.executable, "-m", "streamlit", "run", str(script),
                 "--server.address", "127.0.0.1", "--server.port", str(port),
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
                 "--server.fileWatcherType", "none",

@@ -208,6 +208,30 @@ def test_sample_image_and_narrow_window(browser, fallback_url, artifacts):
             assert box["x"] + box["width"] <= width, "the canvas overflows the window"
 
 
+def test_the_column_width_is_remembered_and_a_stale_one_measured_again(browser, fallback_url):
+    """The canvas's column width is kept in a cookie, so that the next page of this browser (a reload, a restart)
+    draws its canvas in its first run; in a narrower window the remembered width is measured again, not kept."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(fallback_url)
+        wait_for_canvas(page)
+        column = page.locator(".st-key-canvas").bounding_box()["width"]
+        remembered = {c["name"]: c["value"] for c in context.cookies()}.get("samdash_column_px")
+        assert remembered is not None and abs(int(remembered) - column) < 24
+        page.close()
+        page = context.new_page()
+        page.set_viewport_size({"width": 760, "height": 1100})
+        page.goto(fallback_url)
+        box = wait_for_canvas(page)
+        narrow = page.locator(".st-key-canvas").bounding_box()["width"]
+        assert narrow < int(remembered) - 24, "the window did not make the column narrower"
+        assert box["width"] <= narrow + 1, "the canvas kept the remembered width of a wider window"
+        assert abs(int({c["name"]: c["value"] for c in context.cookies()}["samdash_column_px"]) - narrow) < 24
+    finally:
+        context.close()
+
+
 def _slide(page, label: str, *keys: str) -> None:
     """Move a slider of the segment-everything panel with the keyboard."""
     slider = page.get_by_role("slider", name=label)
