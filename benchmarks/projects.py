@@ -452,7 +452,7 @@ def bench_restart(pool: Workspace, settings: dict, root: Path) -> tuple[dict[str
     print(
         f"c. reopen {count} objects at {width}×{height}: Store() {result['store_open_ms']['median']} ms + load_workspace "
         f"{result['load_workspace_ms']['median']} ms (warm page cache); a fresh Python process, imports included, "
-        f"{result['fresh_process_ms']['median']} ms (importing samdash.store, which brings torch, "
+        f"{result['fresh_process_ms']['median']} ms (importing samdash.store, with NumPy, OpenCV and Pillow, "
         f"{result['fresh_process_imports_ms']['median']} ms; Store() + load_workspace "
         f"{result['fresh_process_open_and_load_ms']['median']} ms); the JPEG's decode {result['image_decode_ms']['median']} ms",
         flush=True,

@@ -14,6 +14,7 @@ engine is ``samdash.sam_engine``, GrabCut's ``samdash.grabcut``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,6 +84,17 @@ def upscale(logits: np.ndarray, geometry: MaskGeometry) -> np.ndarray:
 _tokens = itertools.count()
 
 
+@dataclass(frozen=True)
+class DeferredLogits:
+    """Logits not made yet, for ``Candidates`` read back from a project store: their shape and dtype, and what makes
+    them (with the candidate kept exact, if any). A reopened image shows its objects from their masks; only the
+    objects refined again, or whose candidates are shown, need their logits decompressed."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    load: Callable[[], tuple[np.ndarray, tuple[int, np.ndarray] | None]]
+
+
 class Candidates:
     """Candidate masks for one prompt, in the model's order, with its predicted quality scores.
 
@@ -96,26 +108,49 @@ class Candidates:
     def __init__(
         self,
         scores: np.ndarray,
-        logits: np.ndarray,
+        logits: np.ndarray | DeferredLogits,
         geometry: MaskGeometry,
         decode_seconds: float = 0.0,
         source: str = "",
         exact: tuple[int, np.ndarray] | None = None,
     ) -> None:
         self.scores = np.asarray(scores, np.float32)
-        logits = np.asarray(logits)
-        self._shape: tuple[int, ...] = logits.shape
-        self._packed = logits.dtype == bool
-        # The engine's own low-resolution output, (n, h, w), in its own dtype; booleans packed 8 to a byte.
-        self._stored = np.packbits(logits, axis=-1) if self._packed else logits
+        if isinstance(logits, DeferredLogits):
+            self._shape, self._dtype, self._deferred = logits.shape, np.dtype(logits.dtype), logits.load
+        else:
+            logits = np.asarray(logits)
+            self._shape, self._dtype, self._deferred = logits.shape, logits.dtype, None
+        self._packed = self._dtype == bool
+        if self._deferred is None:
+            self._keep(logits, exact)
         self.geometry = geometry
         self.decode_seconds = decode_seconds
         # Which engine made them: only that engine can take ``logits`` back as a mask input.
         self.source = source
-        # (index, float32 logits) of one candidate kept exactly when ``logits`` are rounded (see ``compacted``).
-        self._exact = exact
         # Names this set in caches of things made from it (thumbnails): unlike ``id``, never reused.
         self.token = next(_tokens)
+
+    def _keep(self, logits: np.ndarray, exact: tuple[int, np.ndarray] | None) -> None:
+        # The engine's own low-resolution output, (n, h, w), in its own dtype; booleans packed 8 to a byte.
+        self._stored_logits = np.packbits(logits, axis=-1) if self._packed else logits
+        # (index, float32 logits) of one candidate kept exactly when ``logits`` are rounded (see ``compacted``).
+        self._exact_logits = exact
+
+    def _load(self) -> None:
+        deferred = self._deferred
+        if deferred is not None:  # two threads may both make them: the same arrays, and either is kept
+            self._keep(*deferred())
+            self._deferred = None
+
+    @property
+    def _stored(self) -> np.ndarray:
+        self._load()
+        return self._stored_logits
+
+    @property
+    def _exact(self) -> tuple[int, np.ndarray] | None:
+        self._load()
+        return self._exact_logits
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -174,7 +209,7 @@ class Candidates:
         only matter if the user picks them later, when a rounded mask may
         differ from the exact one on the odd edge pixel.
         """
-        if self._stored.dtype != np.float32:
+        if self._dtype != np.float32:
             return self
         logits = rounded(self._stored, np.float16)
         return Candidates(self.scores, logits, self.geometry, self.decode_seconds, self.source, (keep, self.logits_of(keep).copy()))

@@ -18,7 +18,8 @@ import numpy as np
 
 from samdash.brush import Stroke
 from samdash.canvas import Shape
-from samdash.engine import Candidates, MaskGeometry, rounded
+from samdash.engine import Candidates, DeferredLogits, MaskGeometry, rounded
+from samdash.errors import SamdashError
 from samdash.masks import CompactMask
 from samdash.prompts import Prompt
 from samdash.segments import SegmentState
@@ -115,24 +116,35 @@ def state_from_bytes(blob: bytes) -> SegmentState:
     if header.get("format") not in _READABLE_FORMATS:
         raise ValueError(f"object saved in format {header.get('format')!r}, this version reads formats {_READABLE_FORMATS}")
     offset = _HEADER.size + length
-    arrays = {}
+    packed = {}
     for spec in header["arrays"]:
-        arrays[spec["name"]] = (spec, _unpack(spec, blob[offset : offset + spec["bytes"]]))
+        packed[spec["name"]] = (spec, memoryview(blob)[offset : offset + spec["bytes"]])
         offset += spec["bytes"]
-    logits = arrays["logits"][1]
-    exact = None
-    if "exact" in arrays:
-        spec, values = arrays["exact"]
-        exact = (int(spec["index"]), values)
-        if header["format"] >= 2:
-            logits[exact[0]] = rounded(values, logits.dtype)
+
+    def arrays() -> tuple[np.ndarray, tuple[int, np.ndarray] | None]:
+        """The logits, decompressed when first needed (see ``DeferredLogits``)."""
+        try:
+            logits = _unpack(*packed["logits"])
+            exact = None
+            if "exact" in packed:
+                spec, data = packed["exact"]
+                exact = (int(spec["index"]), _unpack(spec, data))
+                if header["format"] >= 2:
+                    logits[exact[0]] = rounded(exact[1], logits.dtype)
+        except (zlib.error, ValueError, KeyError) as exc:
+            raise SamdashError(f"An object's saved candidates cannot be read ({exc}): its mask is kept, but to refine "
+                               "it, draw it again.") from exc
+        return logits, exact
+
+    logits_spec = packed["logits"][0]
     geometry = MaskGeometry(
         tuple(header["geometry"]["original_size"]),
         tuple(header["geometry"]["input_size"]),
         header["geometry"]["model_side"],
     )
     scores = np.array([np.nan if s is None else s for s in header["scores"]], np.float32)
-    candidates = Candidates(scores, logits, geometry, source=header["source"], exact=exact)
+    deferred = DeferredLogits(tuple(logits_spec["shape"]), np.dtype(logits_spec["dtype"]), arrays)
+    candidates = Candidates(scores, deferred, geometry, source=header["source"])
     saved = header["prompt"]
     prompt = Prompt(
         box=tuple(saved["box"]) if saved["box"] is not None else None,

@@ -20,6 +20,7 @@ import pytest
 from samdash.canvas import BackgroundFit, shapes_from_canvas
 from samdash.drawings import Workspace
 from samdash.engine import EmbeddingCache
+from samdash.errors import SamdashError
 from samdash.grabcut import GrabCutEngine
 from samdash.imaging import LoadedImage
 from samdash.records import MAX_OUTLINE_POINTS, outline_from_bytes, outline_to_bytes, state_from_bytes, state_to_bytes
@@ -118,6 +119,19 @@ def test_states_saved_by_the_first_release_read_the_same(project, tiny_engine):
     assert old.candidates.exact[0] == new.candidates.exact[0] == state.pick
     assert old.candidates.exact[1].tobytes() == new.candidates.exact[1].tobytes() == state.candidates.exact[1].tobytes()
     assert old.mask.counts == new.mask.counts == state.mask.counts
+
+
+def test_damaged_logits_keep_the_object_and_say_so_when_it_is_refined(project, tiny_engine):
+    """Logits are decompressed only when an object is refined or its candidates shown: a reopened image opens with
+    its masks even if a state's logits were damaged, and refining that object is a clear error, not a traceback."""
+    store, record, image = project
+    workspace, _ = _worked(store, record, image, tiny_engine, A)
+    blob = state_to_bytes(workspace.segments[0].state)
+    header_end = 4 + struct.unpack_from("<I", blob)[0]
+    state = state_from_bytes(blob[: header_end + 100])  # the arrays cut short, as by a damaged disk
+    assert state.mask.counts == workspace.segments[0].state.mask.counts
+    with pytest.raises(SamdashError, match="cannot be read"):
+        state.candidates.logits_of(state.pick)
 
 
 def test_a_save_writes_only_what_changed_and_drops_unused_history(project, tiny_engine):
