@@ -315,10 +315,14 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
         else:
             new_object_label(workspace, labels)
     left, right = st.columns(2, gap="medium")
+    result_area = right.container(key="result")
+    with right:
+        # The two columns are equally wide: one measure serves both (a second would cost another run to report).
+        # It sits under the result, where its line of height moves nothing: above the canvas, it would set the
+        # canvas lower than the result beside it.
+        width = column_width("column_width", 560)
     with left, st.container(key="canvas"):
         st.markdown("**Draw your prompt**")
-        # The two columns are equally wide: one measure serves both (a second would cost another run to report).
-        width = column_width("column_width", 560)
         if width is not None and workspace.drawing_view != view:
             if workspace.drawing is None and not workspace.carried:
                 workspace.drawing_view = view  # nothing to lay out: the canvas keeps its key
@@ -342,7 +346,7 @@ def workspace_area(model: ModelState, display: DisplayOptions) -> None:
             if target is not None:
                 show_view(workspace, image, target, width)
                 _rerun_area()
-    with right, st.container(key="result"):
+    with result_area:
         st.markdown("**Result**" if view.is_whole else f"**Result** · {view.label()}")
         with reported("drawing the result"):
             _result(workspace, image, view, display, width)
