@@ -115,10 +115,12 @@ def state_from_bytes(blob: bytes) -> SegmentState:
     header = json.loads(blob[_HEADER.size : _HEADER.size + length])
     if header.get("format") not in _READABLE_FORMATS:
         raise ValueError(f"object saved in format {header.get('format')!r}, this version reads formats {_READABLE_FORMATS}")
-    offset = _HEADER.size + length
+    # Only the arrays' bytes (and the format) are kept until they are needed, not the blob or its parsed header:
+    # the mask's run-length code is kept already, in the mask, and can be larger than the arrays (a speckled mask).
+    body, offset, blob_format = memoryview(blob[_HEADER.size + length :]), 0, header["format"]
     packed = {}
     for spec in header["arrays"]:
-        packed[spec["name"]] = (spec, memoryview(blob)[offset : offset + spec["bytes"]])
+        packed[spec["name"]] = (spec, body[offset : offset + spec["bytes"]])
         offset += spec["bytes"]
 
     def arrays() -> tuple[np.ndarray, tuple[int, np.ndarray] | None]:
@@ -129,7 +131,7 @@ def state_from_bytes(blob: bytes) -> SegmentState:
             if "exact" in packed:
                 spec, data = packed["exact"]
                 exact = (int(spec["index"]), _unpack(spec, data))
-                if header["format"] >= 2:
+                if blob_format >= 2:
                     logits[exact[0]] = rounded(exact[1], logits.dtype)
         except (zlib.error, ValueError, KeyError) as exc:
             raise SamdashError(f"An object's saved candidates cannot be read ({exc}): its mask is kept, but to refine "
