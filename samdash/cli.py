@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -217,7 +218,12 @@ class _Outcome:
     error: str | None = None
 
 
-def _segment_one(segmenter: Segmenter, path: Path, args: argparse.Namespace, max_pixels: int, err: TextIO) -> _Outcome:
+# Saves an image and its objects into a project (``_save_to_project`` with its store and project).
+_Save = Callable[[Path, LoadedImage, list[Segment]], None]
+
+
+def _segment_one(segmenter: Segmenter, path: Path, args: argparse.Namespace, max_pixels: int, err: TextIO,
+                 save: _Save | None = None) -> _Outcome:
     start = time.perf_counter()
     try:
         image = load_image_file(path, max_pixels=max_pixels)
@@ -227,6 +233,8 @@ def _segment_one(segmenter: Segmenter, path: Path, args: argparse.Namespace, max
             params = EverythingParams(args.points_per_side, args.pred_iou_thresh, args.stability_thresh, args.min_area)
             segments += _everything_segments(segmenter, image, embedding, params, len(segments) + 1, err)
         written = export_all(image.rgb, path.name, segments, args.format, args.out / path.stem) if args.out else []
+        if save is not None:
+            save(path, image, segments)
     except SamdashError as exc:
         return _Outcome(path, [], 0, time.perf_counter() - start, str(exc))
     return _Outcome(path, segments, len(written), time.perf_counter() - start)
@@ -293,19 +301,21 @@ def _segment(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not paths:
         print("samdash: error: no images found in " + ", ".join(str(p) for p in args.images), file=err)
         return 2
+    save = partial(_save_to_project, store, project) if project is not None else None
     if args.ray:
         outcomes, name = _ray_outcomes(paths, args, settings), "an actor pool on Ray Data"
     else:
         segmenter = _open_segmenter(settings, args.allow_fallback, err)
-        outcomes = (_segment_one(segmenter, path, args, settings.max_image_pixels, err) for path in paths)
+        outcomes = (_segment_one(segmenter, path, args, settings.max_image_pixels, err, save) for path in paths)
         name = segmenter.name
     failures: list[str] = []
     batch_start = time.perf_counter()
     for number, outcome in enumerate(outcomes, start=1):
         path = outcome.path
-        if outcome.error is None and project is not None:
+        if args.ray and outcome.error is None and save is not None:
+            # The actors segment on the cluster, away from this machine's store: the image is decoded again here.
             try:
-                _save_to_project(store, project, path, load_image_file(path, max_pixels=settings.max_image_pixels), outcome.segments)
+                save(path, load_image_file(path, max_pixels=settings.max_image_pixels), outcome.segments)
             except SamdashError as exc:
                 outcome.error = str(exc)
         if outcome.error is not None:

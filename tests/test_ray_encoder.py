@@ -14,6 +14,7 @@ from samdash.engine import EmbeddingCache
 from samdash.errors import EncoderError
 from samdash.prompts import box_prompt
 from samdash.segmenter import sam_engine
+from samdash.store import Store
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -138,9 +139,14 @@ def test_the_ray_data_cli_writes_byte_identical_files_to_the_local_cli(cluster, 
         extra = ["--ray"] if how == "ray" else []
         code, out, err = _run("segment", str(folder), "--checkpoint", str(cluster), "--device", "cpu", "--box",
                               "40,60,170,180", "--point", "90,110", "--out", str(tmp_path / how),
-                              "--format", "coco,yolo,png,cutout,overlay", *extra)
+                              "--format", "coco,yolo,png,cutout,overlay", "--project", how, *extra)
         assert code == 0, err
         assert "6 of 6 images segmented" in out and [f"[{i + 1}/6] photo{i}.png" in out for i in range(6)] == [True] * 6
         outputs[how] = {p.relative_to(tmp_path / how): p.read_bytes() for p in (tmp_path / how).rglob("*") if p.is_file()}
     assert "with an actor pool on Ray Data" in out
     assert len(outputs["local"]) == 6 * 7 and outputs["ray"] == outputs["local"]
+    # Saved into a project too: the same objects, each image decoded here once the cluster has segmented it.
+    store = Store(tmp_path / "data")
+    saved = {p.name: [[s.compact_mask.counts for s in store.load_workspace(info)[0].segments] for info in store.images(p.id)]
+             for p in store.projects()}
+    assert [len(masks) for masks in saved["local"]] == [1] * 6 and saved["ray"] == saved["local"]
