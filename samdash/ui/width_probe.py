@@ -44,8 +44,8 @@ def column_width(key: str, default: int) -> int | None:
     the first time a session asks: the caller leaves the place empty for now, and the browser's answer reruns the
     area at once. Drawn at a guessed width instead, the canvas would be drawn again at the right width a moment
     later, its background sent twice, and a box drawn in between would stay where it was while the image under it
-    shrinks or grows. ``default`` if the browser has not answered
-    by the next run (there is no browser, as in AppTest).
+    shrinks or grows. ``default`` if the browser has not answered by the next run (there is no browser, as in
+    AppTest).
     """
     result = _probe(key=key, default={"width": None}, on_width_change=lambda: None, width="stretch", height=1)
     width = result.get("width") if result else None
